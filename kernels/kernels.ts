@@ -1,0 +1,53 @@
+// The one kernel interface. Everything above kernels/ computes through it and never knows which
+// backend runs. Arrays are Float32Array / Int32Array views the backend allocated (`allocF32`,
+// `allocI32`): for the WebAssembly backend they are views into its shared memory, which is what
+// lets worker threads read and write the same tensors without copies.
+
+/** nn: C = A[m×k]·B[k×n]; nt: C = A[m×k]·B[n×k]ᵀ; tn: C = A[k×m]ᵀ·B[k×n]. */
+export type GemmForm = 'nn' | 'nt' | 'tn';
+export const GEMM_FORMS: readonly GemmForm[] = ['nn', 'nt', 'tn'];
+
+export interface Kernels {
+  /** 'reference', 'wasm-simd' or 'wasm-relaxed-simd'. */
+  readonly name: string;
+
+  allocF32(length: number): Float32Array;
+  allocI32(length: number): Int32Array;
+  /** Returns an array from `allocF32` / `allocI32` to the backend. */
+  free(array: Float32Array | Int32Array): void;
+
+  /** C[m×n] = op(A)·op(B), or C += op(A)·op(B) when `accumulate`. Row-major, contiguous. */
+  gemm(form: GemmForm, m: number, n: number, k: number,
+    a: Float32Array, b: Float32Array, c: Float32Array, accumulate: boolean): void;
+
+  // Elementwise over out.length (= x.length). Backward kernels: dx = dy · f'(x); dx may alias dy.
+  relu(x: Float32Array, out: Float32Array): void;
+  reluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /** Exact (erf) gelu. */
+  gelu(x: Float32Array, out: Float32Array): void;
+  geluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  silu(x: Float32Array, out: Float32Array): void;
+  siluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void;
+  /** h = silu(g) ⊙ u. */
+  swiglu(g: Float32Array, u: Float32Array, out: Float32Array): void;
+  /** Given dh: dg = dh ⊙ u ⊙ silu'(g), du = dh ⊙ silu(g). dg and du may alias dh. */
+  swigluBackward(g: Float32Array, u: Float32Array, dh: Float32Array, dg: Float32Array, du: Float32Array): void;
+
+  /** Row-wise over [rows × cols]: out = softmax(x). out may alias x. */
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /** out[r] = log Σ_c exp(x[r, c]). */
+  logsumexpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /** out[i, :] = scale[i] · src[index[i], :] for i < count (scale omitted: 1). */
+  gatherRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
+    scale?: Float32Array): void;
+  /** out[index[i], :] += scale[i] · src[i, :] for i < count (scale omitted: 1). */
+  scatterAddRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
+    scale?: Float32Array): void;
+}
+
+/** Throws unless `array` holds at least `length` elements; every backend checks the same way. */
+export function requireLength(what: string, array: ArrayLike<number>, length: number): void {
+  if (array.length < length) {
+    throw new RangeError(`${what}: needs ${length} elements, got an array of ${array.length}`);
+  }
+}

@@ -1,0 +1,159 @@
+// The WebAssembly SIMD backend: the AssemblyScript module in ./assembly, compiled at install into
+// two variants (plain SIMD, and relaxed SIMD whose f32x4.relaxed_madd becomes a fused multiply-add),
+// instantiated against an Arena's shared memory.
+import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { Arena } from '../arena.js';
+import { type GemmForm, type Kernels, requireLength } from '../kernels.js';
+
+export type WasmVariant = 'simd' | 'relaxed-simd';
+export const WASM_VARIANTS: readonly WasmVariant[] = ['simd', 'relaxed-simd'];
+
+const FORM_CODE: Record<GemmForm, number> = { nn: 0, nt: 1, tn: 2 };
+
+interface KernelExports {
+  gemm(form: number, m: number, n: number, k: number, a: number, lda: number, b: number, ldb: number,
+    c: number, ldc: number, accumulate: number, scratch: number): void;
+  gemmScratchBytes(): number;
+  relu(x: number, out: number, n: number): void;
+  reluBackward(x: number, dy: number, dx: number, n: number): void;
+  gelu(x: number, out: number, n: number): void;
+  geluBackward(x: number, dy: number, dx: number, n: number): void;
+  silu(x: number, out: number, n: number): void;
+  siluBackward(x: number, dy: number, dx: number, n: number): void;
+  swiglu(g: number, u: number, out: number, n: number): void;
+  swigluBackward(g: number, u: number, dh: number, dg: number, du: number, n: number): void;
+  softmaxRows(x: number, out: number, rows: number, cols: number): void;
+  logsumexpRows(x: number, out: number, rows: number, cols: number): void;
+  gatherRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
+  scatterAddRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
+}
+
+const modules = new Map<WasmVariant, WebAssembly.Module | null>();
+
+/**
+ * The compiled module of a variant, or null where this Node cannot run it. Node 20 compiles
+ * relaxed SIMD only behind a V8 flag, which must be set before the module is compiled.
+ */
+export function kernelModule(variant: WasmVariant): WebAssembly.Module | null {
+  if (!modules.has(variant)) {
+    if (variant === 'relaxed-simd') setFlagsFromString('--experimental-wasm-relaxed-simd');
+    const file = new URL(`./build/kernels-${variant === 'simd' ? 'simd' : 'relaxed'}.wasm`, import.meta.url);
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = new Uint8Array(readFileSync(file));
+    } catch (cause) {
+      throw new Error(`wasm kernels: ${file.pathname} is missing; run \`npm run build\``, { cause });
+    }
+    modules.set(variant, WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null);
+  }
+  return modules.get(variant)!;
+}
+
+export class WasmKernels implements Kernels {
+  readonly name: string;
+  readonly variant: WasmVariant;
+  readonly arena: Arena;
+  private readonly k: KernelExports;
+  private readonly scratch: number;
+
+  constructor(arena: Arena, variant: WasmVariant) {
+    const module = kernelModule(variant);
+    if (!module) throw new Error(`wasm kernels: this Node.js (${process.version}) cannot compile the ${variant} variant`);
+    const instance = new WebAssembly.Instance(module, { env: { memory: arena.memory } });
+    this.k = instance.exports as unknown as KernelExports;
+    this.arena = arena;
+    this.variant = variant;
+    this.name = `wasm-${variant}`;
+    this.scratch = arena.allocBytes(this.k.gemmScratchBytes());
+  }
+
+  allocF32(length: number): Float32Array { return this.arena.allocF32(length); }
+  allocI32(length: number): Int32Array { return this.arena.allocI32(length); }
+  free(array: Float32Array | Int32Array): void { this.arena.free(array); }
+
+  gemm(form: GemmForm, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array,
+    accumulate: boolean): void {
+    const code = FORM_CODE[form];
+    if (code === undefined) throw new Error(`gemm: unknown form '${form}' (use nn, nt or tn)`);
+    requireLength('gemm A', a, m * k);
+    requireLength('gemm B', b, k * n);
+    requireLength('gemm C', c, m * n);
+    const lda = form === 'tn' ? m : k;
+    const ldb = form === 'nt' ? k : n;
+    this.k.gemm(code, m, n, k, this.ptr(a), lda, this.ptr(b), ldb, this.ptr(c), n, accumulate ? 1 : 0, this.scratch);
+  }
+
+  relu(x: Float32Array, out: Float32Array): void { this.unary(this.k.relu, x, out); }
+  gelu(x: Float32Array, out: Float32Array): void { this.unary(this.k.gelu, x, out); }
+  silu(x: Float32Array, out: Float32Array): void { this.unary(this.k.silu, x, out); }
+  reluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { this.binary(this.k.reluBackward, x, dy, dx); }
+  geluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { this.binary(this.k.geluBackward, x, dy, dx); }
+  siluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { this.binary(this.k.siluBackward, x, dy, dx); }
+  swiglu(g: Float32Array, u: Float32Array, out: Float32Array): void { this.binary(this.k.swiglu, g, u, out); }
+
+  swigluBackward(g: Float32Array, u: Float32Array, dh: Float32Array, dg: Float32Array, du: Float32Array): void {
+    const n = dh.length;
+    for (const [what, v] of [['g', g], ['u', u], ['dg', dg], ['du', du]] as const) requireLength(`swigluBackward ${what}`, v, n);
+    this.k.swigluBackward(this.ptr(g), this.ptr(u), this.ptr(dh), this.ptr(dg), this.ptr(du), n);
+  }
+
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+    requireLength('softmaxRows x', x, rows * cols);
+    requireLength('softmaxRows out', out, rows * cols);
+    if (cols > 0) this.k.softmaxRows(this.ptr(x), this.ptr(out), rows, cols);
+  }
+
+  logsumexpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+    requireLength('logsumexpRows x', x, rows * cols);
+    requireLength('logsumexpRows out', out, rows);
+    if (cols > 0) this.k.logsumexpRows(this.ptr(x), this.ptr(out), rows, cols);
+  }
+
+  gatherRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
+    scale?: Float32Array): void {
+    checkRows('gatherRows', index, count, cols, scale, out.length, src.length);
+    this.k.gatherRows(this.ptr(src), this.ptr(index), scale ? this.ptr(scale) : 0, this.ptr(out), count, cols);
+  }
+
+  scatterAddRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
+    scale?: Float32Array): void {
+    checkRows('scatterAddRows', index, count, cols, scale, src.length, out.length);
+    this.k.scatterAddRows(this.ptr(src), this.ptr(index), scale ? this.ptr(scale) : 0, this.ptr(out), count, cols);
+  }
+
+  private unary(f: (x: number, out: number, n: number) => void, x: Float32Array, out: Float32Array): void {
+    requireLength('activation input', x, out.length);
+    f(this.ptr(x), this.ptr(out), out.length);
+  }
+
+  private binary(f: (x: number, y: number, out: number, n: number) => void, x: Float32Array, y: Float32Array,
+    out: Float32Array): void {
+    requireLength('activation input', x, out.length);
+    requireLength('activation input', y, out.length);
+    f(this.ptr(x), this.ptr(y), this.ptr(out), out.length);
+  }
+
+  private ptr(array: Float32Array | Int32Array): number {
+    if (!this.arena.owns(array)) {
+      throw new Error(`${this.name}: array of ${array.length} is not in this backend's memory; allocate it with allocF32/allocI32`);
+    }
+    return array.byteOffset;
+  }
+}
+
+/**
+ * Row kernels address memory through the index list, so every index is range-checked here, once:
+ * the dense side needs `count` rows, the indexed side `indexedLength / cols` rows.
+ */
+function checkRows(what: string, index: Int32Array, count: number, cols: number, scale: Float32Array | undefined,
+  denseLength: number, indexedLength: number): void {
+  requireLength(`${what} index`, index, count);
+  if (scale) requireLength(`${what} scale`, scale, count);
+  if (denseLength < count * cols) throw new RangeError(`${what}: ${count} rows of ${cols} do not fit an array of ${denseLength}`);
+  const rows = cols > 0 ? Math.floor(indexedLength / cols) : Infinity;
+  for (let i = 0; i < count; i++) {
+    const row = index[i]!;
+    if (!(row >= 0 && row < rows)) throw new RangeError(`${what}: index[${i}] = ${row} is outside 0..${rows - 1}`);
+  }
+}
