@@ -63,11 +63,13 @@ export class Arena {
   }
 
   allocF32(length: number): Float32Array {
-    return new Float32Array(this.memory.buffer, this.allocBytes(length * 4), length);
+    const offset = this.allocBytes(length * 4); // may grow the memory, so read .buffer after it
+    return new Float32Array(this.memory.buffer, offset, length);
   }
 
   allocI32(length: number): Int32Array {
-    return new Int32Array(this.memory.buffer, this.allocBytes(length * 4), length);
+    const offset = this.allocBytes(length * 4);
+    return new Int32Array(this.memory.buffer, offset, length);
   }
 
   free(array: Float32Array | Int32Array): void {

@@ -157,3 +157,36 @@ function checkRows(what: string, index: Int32Array, count: number, cols: number,
     if (!(row >= 0 && row < rows)) throw new RangeError(`${what}: index[${i}] = ${row} is outside 0..${rows - 1}`);
   }
 }
+
+let fastest: WasmVariant | undefined;
+
+/**
+ * The variant to run on this machine: relaxed SIMD's fused multiply-add where this Node compiles
+ * it and it measures faster on a 256³ GEMM (it does wherever the CPU has FMA; without FMA, V8
+ * lowers it to a multiply and an add), else plain SIMD. SWITCHYARD_WASM_VARIANT overrides.
+ */
+export function fastestVariant(): WasmVariant {
+  const forced = process.env.SWITCHYARD_WASM_VARIANT;
+  if (forced !== undefined && forced !== '') {
+    if (!(WASM_VARIANTS as readonly string[]).includes(forced)) {
+      throw new Error(`SWITCHYARD_WASM_VARIANT=${forced}: use one of ${WASM_VARIANTS.join(', ')}`);
+    }
+    return forced as WasmVariant;
+  }
+  if (fastest) return fastest;
+  if (!kernelModule('relaxed-simd')) return (fastest = 'simd');
+  const arena = new Arena(8 * 1024 * 1024);
+  const seconds = (variant: WasmVariant): number => {
+    const k = new WasmKernels(arena, variant);
+    const n = 256;
+    const a = k.allocF32(n * n).fill(0.5), b = k.allocF32(n * n).fill(0.25), c = k.allocF32(n * n);
+    let best = Infinity;
+    for (let rep = 0; rep < 4; rep++) {
+      const start = performance.now();
+      k.gemm('nn', n, n, n, a, b, c, false);
+      best = Math.min(best, performance.now() - start);
+    }
+    return best;
+  };
+  return (fastest = seconds('relaxed-simd') <= seconds('simd') ? 'relaxed-simd' : 'simd');
+}

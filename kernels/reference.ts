@@ -1,0 +1,117 @@
+// Plain TypeScript kernels: the oracle the tests hold every other backend to. Loops as the math
+// reads, float64 accumulation, no blocking, no SIMD.
+import { type GemmForm, type Kernels, requireLength } from './kernels.js';
+
+/** erf(x), from erfc's Chebyshev fit (Numerical Recipes, 6.2): relative error of erfc < 1.2e-7. */
+export function erf(x: number): number {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const erfc = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 +
+    t * 0.17087277)))))))));
+  return x >= 0 ? 1 - erfc : erfc - 1;
+}
+
+const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
+const geluOf = (v: number): number => 0.5 * v * (1 + erf(v / Math.SQRT2));
+const geluDerivative = (v: number): number =>
+  0.5 * (1 + erf(v / Math.SQRT2)) + (v * Math.exp(-0.5 * v * v)) / Math.sqrt(2 * Math.PI);
+const siluDerivative = (v: number): number => { const s = sigmoid(v); return s * (1 + v * (1 - s)); };
+
+export class ReferenceKernels implements Kernels {
+  readonly name = 'reference';
+
+  allocF32(length: number): Float32Array { return new Float32Array(length); }
+  allocI32(length: number): Int32Array { return new Int32Array(length); }
+  free(): void { /* garbage collected */ }
+
+  gemm(form: GemmForm, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array,
+    accumulate: boolean): void {
+    requireLength('gemm A', a, m * k);
+    requireLength('gemm B', b, k * n);
+    requireLength('gemm C', c, m * n);
+    const A = form === 'tn' ? (i: number, p: number) => a[p * m + i]! : (i: number, p: number) => a[i * k + p]!;
+    const B = form === 'nt' ? (p: number, j: number) => b[j * k + p]! : (p: number, j: number) => b[p * n + j]!;
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) sum += A(i, p) * B(p, j);
+        c[i * n + j] = accumulate ? c[i * n + j]! + sum : sum;
+      }
+    }
+  }
+
+  relu(x: Float32Array, out: Float32Array): void { map(x, out, (v) => (v > 0 ? v : 0)); }
+  reluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { map2(x, dy, dx, (v, d) => (v > 0 ? d : 0)); }
+  gelu(x: Float32Array, out: Float32Array): void { map(x, out, geluOf); }
+  geluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { map2(x, dy, dx, (v, d) => d * geluDerivative(v)); }
+  silu(x: Float32Array, out: Float32Array): void { map(x, out, (v) => v * sigmoid(v)); }
+  siluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { map2(x, dy, dx, (v, d) => d * siluDerivative(v)); }
+  swiglu(g: Float32Array, u: Float32Array, out: Float32Array): void { map2(g, u, out, (v, w) => v * sigmoid(v) * w); }
+
+  swigluBackward(g: Float32Array, u: Float32Array, dh: Float32Array, dg: Float32Array, du: Float32Array): void {
+    const n = dh.length;
+    for (const v of [g, u, dg, du]) requireLength('swigluBackward', v, n);
+    for (let i = 0; i < n; i++) {
+      const v = g[i]!, w = u[i]!, d = dh[i]!;
+      dg[i] = d * w * siluDerivative(v);
+      du[i] = d * v * sigmoid(v);
+    }
+  }
+
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+    requireLength('softmaxRows x', x, rows * cols);
+    requireLength('softmaxRows out', out, rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * cols, (r + 1) * cols);
+      const max = Math.max(...row);
+      const exps = Array.from(row, (v) => Math.exp(v - max));
+      const sum = exps.reduce((s, e) => s + e, 0);
+      exps.forEach((e, c) => { out[r * cols + c] = e / sum; });
+    }
+  }
+
+  logsumexpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+    requireLength('logsumexpRows x', x, rows * cols);
+    requireLength('logsumexpRows out', out, rows);
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * cols, (r + 1) * cols);
+      const max = Math.max(...row);
+      out[r] = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+    }
+  }
+
+  gatherRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
+    scale?: Float32Array): void {
+    for (let i = 0; i < count; i++) {
+      const s = scale ? scale[i]! : 1;
+      for (let c = 0; c < cols; c++) out[i * cols + c] = s * at(src, index[i]! * cols + c, 'gatherRows');
+    }
+  }
+
+  scatterAddRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
+    scale?: Float32Array): void {
+    for (let i = 0; i < count; i++) {
+      const s = scale ? scale[i]! : 1;
+      const row = index[i]!;
+      if (!(row >= 0 && (row + 1) * cols <= out.length)) throw new RangeError(`scatterAddRows: index[${i}] = ${row} is out of range`);
+      for (let c = 0; c < cols; c++) out[row * cols + c] = out[row * cols + c]! + s * src[i * cols + c]!;
+    }
+  }
+}
+
+function at(array: Float32Array, i: number, what: string): number {
+  if (!(i >= 0 && i < array.length)) throw new RangeError(`${what}: element ${i} is out of range`);
+  return array[i]!;
+}
+
+function map(x: Float32Array, out: Float32Array, f: (v: number) => number): void {
+  requireLength('activation input', x, out.length);
+  for (let i = 0; i < out.length; i++) out[i] = f(x[i]!);
+}
+
+function map2(x: Float32Array, y: Float32Array, out: Float32Array, f: (v: number, w: number) => number): void {
+  requireLength('activation input', x, out.length);
+  requireLength('activation input', y, out.length);
+  for (let i = 0; i < out.length; i++) out[i] = f(x[i]!, y[i]!);
+}

@@ -1,0 +1,157 @@
+// The router (SPEC steps 1–3 and 6): float32 logits and softmax, top-k choice, capacity with
+// token-order priority, the load-balancing and z losses, and their backward.
+import { type SwitchLayerConfig, expertCapacity } from './config.js';
+import type { Workspace } from './workspace.js';
+
+export interface Routing {
+  tokens: number;
+  /** [T×E] softmax of the logits. */
+  probs: Float32Array;
+  /** [T] log Σ_e exp(logits), for the z-loss. */
+  lse: Float32Array;
+  /** [T×k] chosen experts, best first. */
+  expertIndex: Int32Array;
+  /** [T×k] the weight of each chosen expert's output. */
+  gates: Float32Array;
+  /** [T×k] 1 where the assignment fit its expert's capacity. */
+  kept: Uint8Array;
+  capacity: number;
+  /** [E] tokens whose first choice is e, before drops. */
+  tokensPerExpert: Int32Array;
+  /** [E] assignments kept. */
+  keptPerExpert: Int32Array;
+  dropped: number;
+  auxLoss: number;
+  zLoss: number;
+  /**
+   * The dispatch plan: expert e's kept assignments are entries offsets[e] .. offsets[e+1]−1 of
+   * planToken (the token), planSlot (t·k + j, its place in expertIndex) and planGate, in the
+   * order they were admitted.
+   */
+  offsets: Int32Array;
+  planToken: Int32Array;
+  planSlot: Int32Array;
+  planGate: Float32Array;
+}
+
+/**
+ * Routes T tokens given their router input `xr` [T×d] (the clean x, or x with jitter) and the
+ * router weight [d×E].
+ */
+export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tokens: number,
+  routerWeight: Float32Array): Routing {
+  const { numExperts: E, topK: k, dModel: d } = c;
+  const T = tokens;
+  const k_ = ws.kernels;
+
+  const logits = ws.f32(T * E);
+  k_.gemm('nn', T, E, d, xr, routerWeight, logits, false);
+  const probs = ws.f32(T * E);
+  const lse = ws.f32(T);
+  k_.softmaxRows(logits, probs, T, E);
+  k_.logsumexpRows(logits, lse, T, E);
+
+  // Top-k by probability; strict '>' keeps the lower index on ties.
+  const expertIndex = new Int32Array(T * k);
+  const gates = new Float32Array(T * k);
+  for (let t = 0; t < T; t++) {
+    const p = probs.subarray(t * E, (t + 1) * E);
+    let sum = 0;
+    for (let j = 0; j < k; j++) {
+      let best = -1;
+      for (let e = 0; e < E; e++) {
+        if (best >= 0 && !(p[e]! > p[best]!)) continue;
+        let taken = false;
+        for (let q = 0; q < j; q++) if (expertIndex[t * k + q] === e) taken = true;
+        if (!taken) best = e;
+      }
+      expertIndex[t * k + j] = best;
+      gates[t * k + j] = p[best]!;
+      sum += p[best]!;
+    }
+    if (k > 1 && c.normalizeTopK) for (let j = 0; j < k; j++) gates[t * k + j] = gates[t * k + j]! / sum;
+  }
+
+  // Capacity: all first choices in token order, then all second choices, and so on.
+  const capacity = expertCapacity(c, T);
+  const kept = new Uint8Array(T * k);
+  const keptPerExpert = new Int32Array(E);
+  let dropped = 0;
+  for (let j = 0; j < k; j++) {
+    for (let t = 0; t < T; t++) {
+      const e = expertIndex[t * k + j]!;
+      if (keptPerExpert[e]! < capacity) { kept[t * k + j] = 1; keptPerExpert[e]!++; } else dropped++;
+    }
+  }
+  const offsets = new Int32Array(E + 1);
+  for (let e = 0; e < E; e++) offsets[e + 1] = offsets[e]! + keptPerExpert[e]!;
+  const total = offsets[E]!;
+  const planToken = ws.i32(total), planSlot = ws.i32(total), planGate = ws.f32(total);
+  const fill = offsets.slice(0, E);
+  for (let j = 0; j < k; j++) {
+    for (let t = 0; t < T; t++) {
+      const s = t * k + j;
+      if (!kept[s]) continue;
+      const at = fill[expertIndex[s]!]!++;
+      planToken[at] = t; planSlot[at] = s; planGate[at] = gates[s]!;
+    }
+  }
+
+  // Losses. f is a constant (first choices before drops); P is differentiable.
+  const tokensPerExpert = new Int32Array(E);
+  for (let t = 0; t < T; t++) tokensPerExpert[expertIndex[t * k]!]!++;
+  const meanProb = meanRows(probs, T, E);
+  let balance = 0;
+  for (let e = 0; e < E; e++) balance += (tokensPerExpert[e]! / T) * meanProb[e]!;
+  let lseSquared = 0;
+  for (let t = 0; t < T; t++) lseSquared += lse[t]! * lse[t]!;
+
+  return {
+    tokens: T, probs, lse, expertIndex, gates, kept, capacity, tokensPerExpert, keptPerExpert, dropped,
+    auxLoss: c.auxLossCoef * E * balance,
+    zLoss: (c.zLossCoef * lseSquared) / T,
+    offsets, planToken, planSlot, planGate,
+  };
+}
+
+/**
+ * d loss / d logits [T×E], given d loss / d gates [T×k] (zero for dropped assignments) and the
+ * two losses entering the total with weight 1.
+ */
+export function routerBackward(ws: Workspace, c: SwitchLayerConfig, r: Routing, dGates: Float32Array): Float32Array {
+  const { numExperts: E, topK: k } = c;
+  const T = r.tokens;
+  const dLogits = ws.f32(T * E);
+  const dProbs = new Float64Array(E);
+  for (let t = 0; t < T; t++) {
+    // aux = α·E·Σ_e f_e · mean_t p[t,e]  ⇒  ∂aux/∂p[t,e] = α·E·f_e / T.
+    for (let e = 0; e < E; e++) dProbs[e] = (c.auxLossCoef * E * r.tokensPerExpert[e]!) / T / T;
+    if (k > 1 && c.normalizeTopK) {
+      // g_j = p_j / S with S = Σ_chosen p  ⇒  ∂/∂p_j = (dg_j − Σ_l dg_l · g_l) / S.
+      let sum = 0, dot = 0;
+      for (let j = 0; j < k; j++) {
+        sum += r.probs[t * E + r.expertIndex[t * k + j]!]!;
+        dot += dGates[t * k + j]! * r.gates[t * k + j]!;
+      }
+      for (let j = 0; j < k; j++) dProbs[r.expertIndex[t * k + j]!]! += (dGates[t * k + j]! - dot) / sum;
+    } else {
+      for (let j = 0; j < k; j++) dProbs[r.expertIndex[t * k + j]!]! += dGates[t * k + j]!;
+    }
+    // Softmax backward, plus the z-loss β·mean_t(lse_t²): ∂/∂logit = 2β·lse_t·p / T.
+    let dot = 0;
+    for (let e = 0; e < E; e++) dot += dProbs[e]! * r.probs[t * E + e]!;
+    const z = (2 * c.zLossCoef * r.lse[t]!) / T;
+    for (let e = 0; e < E; e++) {
+      const p = r.probs[t * E + e]!;
+      dLogits[t * E + e] = p * (dProbs[e]! - dot) + z * p;
+    }
+  }
+  return dLogits;
+}
+
+function meanRows(m: Float32Array, rows: number, cols: number): Float64Array {
+  const mean = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) mean[c]! += m[r * cols + c]!;
+  for (let c = 0; c < cols; c++) mean[c]! /= rows;
+  return mean;
+}

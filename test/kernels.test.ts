@@ -1,0 +1,170 @@
+// Every backend against the plain-TypeScript reference, on shapes that do and do not fit the tiles.
+import { describe, expect, it } from 'vitest';
+import { Arena, GEMM_FORMS, type Kernels } from '../kernels/index.js';
+import { ReferenceKernels } from '../kernels/reference.js';
+import { WASM_VARIANTS, WasmKernels, kernelModule } from '../kernels/wasm/backend.js';
+import { Rng } from '../model/rng.js';
+import { relativeError } from './helpers.js';
+
+const reference = new ReferenceKernels();
+const backends: Kernels[] = WASM_VARIANTS.filter((v) => kernelModule(v)).map((v) => new WasmKernels(new Arena(), v));
+
+function random(k: Kernels, length: number, rng: Rng, std = 1): Float32Array {
+  return rng.fillNormal(k.allocF32(length), std);
+}
+
+const AWKWARD = [1, 3, 17, 130];
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
+  it('has both variants on this Node', () => {
+    expect(backends.map((b) => b.name)).toEqual(['wasm-simd', 'wasm-relaxed-simd']);
+  });
+
+  describe.each(GEMM_FORMS.map((f) => [f]))('gemm %s', (form) => {
+    const shapes: [number, number, number][] = [];
+    for (const m of AWKWARD) for (const n of AWKWARD) for (const kk of AWKWARD) shapes.push([m, n, kk]);
+    shapes.push([64, 64, 64], [257, 9, 300], [5, 300, 513], [640, 48, 33]);
+
+    it('matches the reference on awkward and tile-sized shapes, overwrite and accumulate', () => {
+      const rng = new Rng('gemm', form);
+      for (const [m, n, kk] of shapes) {
+        const a = random(k, m * kk, rng), b = random(k, kk * n, rng);
+        const start = random(k, m * n, rng);
+        for (const accumulate of [false, true]) {
+          const got = k.allocF32(m * n); got.set(start);
+          const want = new Float32Array(start);
+          k.gemm(form, m, n, kk, a, b, got, accumulate);
+          reference.gemm(form, m, n, kk, new Float32Array(a), new Float32Array(b), want, accumulate);
+          expect(relativeError(got, want), `${form} ${m}×${n}×${kk} accumulate=${accumulate}`).toBeLessThan(1e-5);
+          k.free(got);
+        }
+        k.free(a); k.free(b); k.free(start);
+      }
+    });
+  });
+
+  it('gemm with k = 0 writes zeros, or leaves C when accumulating', () => {
+    const c = k.allocF32(6).fill(7);
+    const empty = k.allocF32(0);
+    k.gemm('nn', 2, 3, 0, empty, empty, c, true);
+    expect(Array.from(c)).toEqual([7, 7, 7, 7, 7, 7]);
+    k.gemm('nn', 2, 3, 0, empty, empty, c, false);
+    expect(Array.from(c)).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  it('gemm does not write past C', () => {
+    const m = 5, n = 7, kk = 9;
+    const rng = new Rng('bounds');
+    const a = random(k, m * kk, rng), b = random(k, kk * n, rng);
+    const c = k.allocF32(m * n + 16).fill(-3);
+    k.gemm('nn', m, n, kk, a, b, c.subarray(0, m * n), false);
+    expect(Array.from(c.subarray(m * n))).toEqual(new Array(16).fill(-3));
+  });
+
+  const unary = ['relu', 'gelu', 'silu'] as const;
+  it.each(unary.map((f) => [f]))('%s and its derivative match the reference', (f) => {
+    const rng = new Rng('act', f);
+    for (const n of [1, 3, 17, 130, 4099]) {
+      const x = random(k, n, rng, 3), dy = random(k, n, rng);
+      x[0] = 0; // relu's kink: both sides must agree that f'(0) = 0
+      const got = k.allocF32(n), want = new Float32Array(n);
+      k[f](x, got);
+      reference[f](new Float32Array(x), want);
+      expect(relativeError(got, want), `${f} n=${n}`).toBeLessThan(1e-6);
+      k[`${f}Backward`](x, dy, got);
+      reference[`${f}Backward`](new Float32Array(x), new Float32Array(dy), want);
+      expect(relativeError(got, want), `${f}' n=${n}`).toBeLessThan(1e-6);
+    }
+  });
+
+  it('swiglu and its backward match the reference', () => {
+    const rng = new Rng('swiglu');
+    for (const n of [1, 17, 1030]) {
+      const g = random(k, n, rng, 2), u = random(k, n, rng), dh = random(k, n, rng);
+      const h = k.allocF32(n), dg = k.allocF32(n), du = k.allocF32(n);
+      const rh = new Float32Array(n), rdg = new Float32Array(n), rdu = new Float32Array(n);
+      k.swiglu(g, u, h);
+      reference.swiglu(new Float32Array(g), new Float32Array(u), rh);
+      k.swigluBackward(g, u, dh, dg, du);
+      reference.swigluBackward(new Float32Array(g), new Float32Array(u), new Float32Array(dh), rdg, rdu);
+      expect(relativeError(h, rh)).toBeLessThan(1e-6);
+      expect(relativeError(dg, rdg)).toBeLessThan(1e-6);
+      expect(relativeError(du, rdu)).toBeLessThan(1e-6);
+    }
+  });
+
+  it('row softmax and log-sum-exp match the reference, including huge logits', () => {
+    const rng = new Rng('rows');
+    for (const [rows, cols] of [[1, 1], [3, 17], [130, 8], [7, 2]] as const) {
+      const x = random(k, rows * cols, rng, 4);
+      x[0] = 1000; // overflows exp unless the max is subtracted
+      const got = k.allocF32(rows * cols), want = new Float32Array(rows * cols);
+      k.softmaxRows(x, got, rows, cols);
+      reference.softmaxRows(new Float32Array(x), want, rows, cols);
+      expect(relativeError(got, want)).toBeLessThan(1e-6);
+      const lse = k.allocF32(rows), rlse = new Float32Array(rows);
+      k.logsumexpRows(x, lse, rows, cols);
+      reference.logsumexpRows(new Float32Array(x), rlse, rows, cols);
+      expect(relativeError(lse, rlse)).toBeLessThan(1e-6);
+    }
+  });
+
+  it('gather and scatter-add rows, with and without a scale, repeated indices adding up', () => {
+    const rng = new Rng('gather');
+    for (const cols of [1, 3, 17, 130]) {
+      const srcRows = 11, count = 9;
+      const src = random(k, srcRows * cols, rng);
+      const index = k.allocI32(count);
+      index.set([0, 10, 3, 3, 7, 1, 10, 5, 2]);
+      const scale = random(k, count, rng);
+      for (const s of [undefined, scale]) {
+        const got = k.allocF32(count * cols), want = new Float32Array(count * cols);
+        k.gatherRows(src, index, count, cols, got, s);
+        reference.gatherRows(new Float32Array(src), new Int32Array(index), count, cols, want, s && new Float32Array(s));
+        expect(relativeError(got, want)).toBeLessThan(1e-7);
+        const acc = random(k, srcRows * cols, rng), racc = new Float32Array(acc);
+        k.scatterAddRows(got, index, count, cols, acc, s);
+        reference.scatterAddRows(want, new Int32Array(index), count, cols, racc, s && new Float32Array(s));
+        expect(relativeError(acc, racc)).toBeLessThan(1e-6);
+      }
+    }
+  });
+
+  it('rejects arrays outside its memory and out-of-range row indices by name', () => {
+    const outside = new Float32Array(16);
+    const inside = k.allocF32(16);
+    expect(() => k.relu(outside, inside)).toThrow(/not in this backend's memory/);
+    const index = k.allocI32(2);
+    index.set([0, 4]);
+    expect(() => k.gatherRows(inside, index, 2, 4, k.allocF32(8))).toThrow(/index\[1\] = 4 is outside 0\.\.3/);
+    expect(() => k.gemm('nn', 4, 4, 4, inside, inside, k.allocF32(4), false)).toThrow(/gemm C: needs 16/);
+  });
+});
+
+describe('Arena', () => {
+  it('hands out aligned, disjoint regions, reuses freed ones and survives growth', () => {
+    const arena = new Arena(1024);
+    const a = arena.allocF32(10), b = arena.allocF32(100);
+    expect(a.byteOffset % 64).toBe(0);
+    expect(b.byteOffset).toBeGreaterThanOrEqual(a.byteOffset + 40);
+    a.fill(1.5);
+    const big = arena.allocF32(4 * 1024 * 1024); // forces the memory to grow
+    expect(arena.owns(big) && arena.owns(a)).toBe(true);
+    expect(a[9]).toBe(1.5); // growth of a shared memory never detaches old views
+    arena.free(b);
+    const c = arena.allocF32(50);
+    expect(c.byteOffset).toBe(b.byteOffset);
+    expect(() => arena.free(b)).toThrow(/already free/);
+    expect(() => arena.free(new Float32Array(4))).toThrow(/not a view into this arena/);
+    expect(arena.memory.buffer).toBeInstanceOf(SharedArrayBuffer);
+  });
+
+  it('returns freed memory so the same allocations repeat at the same offsets', () => {
+    const arena = new Arena(1024);
+    const first = [arena.allocF32(33), arena.allocF32(1000), arena.allocI32(7)];
+    const offsets = first.map((v) => v.byteOffset);
+    first.forEach((v) => arena.free(v));
+    expect(arena.bytesInUse).toBe(0);
+    expect([arena.allocF32(33), arena.allocF32(1000), arena.allocI32(7)].map((v) => v.byteOffset)).toEqual(offsets);
+  });
+});
