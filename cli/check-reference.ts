@@ -12,7 +12,8 @@ export function checkReferenceFiles(kernels: Kernels, files: string[], log: (lin
       result = checkReferenceCase(kernels, loadReferenceCase(file));
     } catch (error) {
       failed++;
-      log(`FAIL ${(error as Error).message}`);
+      const message = (error as Error).message;
+      log(`FAIL ${message.startsWith(file) ? message : `${file}: ${message}`}`);
       continue;
     }
     if (result.pass) passed++; else failed++;

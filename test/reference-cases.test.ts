@@ -1,18 +1,20 @@
-// The shared reference cases (copied from shared/reference/switch-layer) through the layer, on
-// every backend.
+// Reference cases through the layer, on every backend: the six shared ones (copied from
+// shared/reference/switch-layer) and ten more made by test/oracle/switch_cases.py, which reproduces
+// the shared six to 1e-15 before it writes new shapes, expert counts, capacities and activations.
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { createKernels } from '../kernels/index.js';
 import { checkReferenceCase, loadReferenceCase } from '../model/reference-case.js';
 
-const dir = new URL('./reference/', import.meta.url);
-const files = readdirSync(dir).filter((f) => f.endsWith('.json')).sort();
+const cases = (dir: URL) => readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => new URL(f, dir).pathname);
+const shared = cases(new URL('./reference/', import.meta.url));
+const generated = cases(new URL('./reference/generated/', import.meta.url));
 
 describe.each([['wasm'], ['reference']] as const)('reference cases on the %s backend', (backend) => {
   const kernels = createKernels({ backend });
-  it('has the six shared cases', () => expect(files.length).toBe(6));
-  it.each(files.map((f) => [f]))('%s', (file) => {
-    const result = checkReferenceCase(kernels, loadReferenceCase(new URL(file, dir).pathname));
+  it('has the six shared cases and ten generated ones', () => expect([shared.length, generated.length]).toEqual([6, 10]));
+  it.each([...shared, ...generated].map((f) => [f.split('/reference/')[1]!, f]))('%s', (_name, file) => {
+    const result = checkReferenceCase(kernels, loadReferenceCase(file));
     for (const c of result.comparisons) expect(c.pass, `${c.field}: error ${c.error}`).toBe(true);
   });
 });

@@ -1,0 +1,52 @@
+// The `switchyard` command as a user runs it: the compiled CLI in a child process.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
+const ref = (name: string) => new URL(`./reference/${name}`, import.meta.url).pathname;
+const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+
+describe('switchyard check-reference', () => {
+  it('passes the shared cases and prints every field', () => {
+    const out = execFileSync(process.execPath, [cli, 'check-reference', ref('top1-relu-cf1.25.json'), ref('top2-relu-cf1.0.json')], { encoding: 'utf8' });
+    expect(out).toMatch(/pass top1-relu-cf1\.25/);
+    expect(out).toMatch(/grad expert_w_out\s+\d\.\d\de-\d/);
+    expect(out).toMatch(/^2 passed, 0 failed$/m);
+  });
+
+  it('fails, naming the field, when a case is wrong', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-'));
+    const c = JSON.parse(readFileSync(ref('top1-relu-cf1.25.json'), 'utf8'));
+    c.outputs.y[0][0] += 1;
+    c.outputs.dropped += 1;
+    writeFileSync(join(dir, 'wrong.json'), JSON.stringify(c));
+    const r = run('check-reference', join(dir, 'wrong.json'));
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/✗ dropped\s+DIFFERS/);
+    expect(r.stdout).toMatch(/✗ y\s+\d/);
+    expect(r.stdout).toMatch(/0 passed, 1 failed/);
+  });
+
+  it('names an unreadable, malformed or mis-shaped case file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-'));
+    writeFileSync(join(dir, 'broken.json'), '{"name": ');
+    const c = JSON.parse(readFileSync(ref('top1-relu-cf1.25.json'), 'utf8'));
+    c.inputs.x[3].pop();
+    writeFileSync(join(dir, 'shape.json'), JSON.stringify(c));
+    const r = run('check-reference', join(dir, 'missing.json'), join(dir, 'broken.json'), join(dir, 'shape.json'));
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/missing\.json: cannot read the case file/);
+    expect(r.stdout).toMatch(/broken\.json: not valid JSON/);
+    expect(r.stdout).toMatch(/shape\.json: inputs\.x must have shape \[16×8\]: inputs\.x\[3\] has 7 entries, expected 8/);
+  });
+
+  it('rejects unknown options and shows what is accepted', () => {
+    const r = run('check-reference', '--backend', 'cuda', ref('top1-relu-cf1.25.json'));
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/Allowed choices are wasm, reference/);
+    expect(run('--help').stdout).toMatch(/check-reference/);
+  });
+});
