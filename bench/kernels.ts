@@ -1,0 +1,65 @@
+// `npm run bench:kernels`: single-thread GEMM GFLOP/s, every form, every WebAssembly variant, at
+// the square shapes and the expert FFN's shapes; the plain-TypeScript reference at 256³ for scale.
+// Variants run side by side in one process, so their ratio is fair on a noisy machine.
+import Benchmark from 'benchmark';
+import { Command, Option } from 'commander';
+import { Arena, GEMM_FORMS, type GemmForm, type Kernels, createKernels } from '../kernels/index.js';
+import { WASM_VARIANTS, kernelModule } from '../kernels/wasm/backend.js';
+import { Rng } from '../model/rng.js';
+import { type Row, printTable, writeJson } from './report.js';
+
+/** m×k×n: C[m×n] = A[m×k]·B[k×n]. The expert shapes are a 640-token block through d 512 ↔ d_ff 2048. */
+const SHAPES: [number, number, number][] = [
+  [256, 256, 256], [512, 512, 512], [1024, 1024, 1024], [640, 512, 2048], [640, 2048, 512],
+];
+
+const program = new Command('bench:kernels')
+  .description('GEMM GFLOP/s per form and backend, single thread')
+  .option('--json <file>', 'also write the rows as a JSON array')
+  .addOption(new Option('--max-time <seconds>', 'time per benchmark').default(1).argParser(Number))
+  .option('--quick', 'only 512³ and the expert shapes')
+  .parse();
+const options = program.opts<{ json?: string; maxTime: number; quick?: boolean }>();
+
+function measure(kernels: Kernels, form: GemmForm, m: number, k: number, n: number): Row {
+  const rng = new Rng('bench', m, k, n);
+  const a = rng.fillNormal(kernels.allocF32(m * k)), b = rng.fillNormal(kernels.allocF32(k * n));
+  const c = kernels.allocF32(m * n);
+  const bench = new Benchmark(`${kernels.name} ${form} ${m}×${k}×${n}`, () => kernels.gemm(form, m, n, k, a, b, c, false), {
+    maxTime: options.maxTime, minSamples: 5,
+  });
+  bench.run();
+  for (const x of [a, b, c]) kernels.free(x);
+  const flop = 2 * m * n * k;
+  const row: Row = {
+    backend: kernels.name, form, m, k, n, threads: 1,
+    gflops: flop / bench.stats.mean / 1e9,
+    // The fastest sample: this machine's vCPUs share physical cores with other tenants, and a
+    // busy sibling halves FMA throughput, so the mean mixes two speeds.
+    gflops_best: flop / Math.min(...bench.stats.sample) / 1e9,
+    ms: bench.stats.mean * 1e3, rme_pct: bench.stats.rme,
+  };
+  console.log(`${String(row.backend).padEnd(18)} ${form} ${m}×${k}×${n}: ${(row.gflops as number).toFixed(1)} GFLOP/s`);
+  return row;
+}
+
+const backends: Kernels[] = WASM_VARIANTS.filter((v) => kernelModule(v))
+  .map((variant) => createKernels({ backend: 'wasm', variant, arena: new Arena(64 * 1024 * 1024) }));
+const shapes = options.quick ? SHAPES.filter(([m]) => m === 512 || m === 640) : SHAPES;
+const rows: Row[] = [];
+for (const [m, k, n] of shapes) {
+  for (const form of GEMM_FORMS) for (const kernels of backends) rows.push(measure(kernels, form, m, k, n));
+}
+if (!options.quick) rows.push(measure(createKernels({ backend: 'reference' }), 'nn', 256, 256, 256));
+
+console.log();
+printTable(rows, ['backend', 'form', 'm', 'k', 'n', 'threads', 'gflops', 'gflops_best', 'ms', 'rme_pct']);
+// Does the fused multiply-add pay? The same shape and form, relaxed over plain SIMD.
+const speedups = rows.filter((r) => r.backend === 'wasm-relaxed-simd').map((r) => {
+  const plain = rows.find((p) => p.backend === 'wasm-simd' && p.form === r.form && p.m === r.m && p.k === r.k && p.n === r.n);
+  return plain ? (r.gflops as number) / (plain.gflops as number) : NaN;
+}).filter((x) => !Number.isNaN(x));
+if (speedups.length) {
+  console.log(`\nrelaxed SIMD (FMA) over plain SIMD: ${Math.min(...speedups).toFixed(2)}× to ${Math.max(...speedups).toFixed(2)}×`);
+}
+if (options.json) writeJson(options.json, rows);

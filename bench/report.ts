@@ -1,0 +1,26 @@
+// How every benchmark reports: a table on stdout, and the same rows as a JSON array with --json.
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+
+export type Row = Record<string, string | number>;
+
+/** The machine a figure was measured on, stamped on every JSON row. */
+export function machine(): Row {
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version };
+}
+
+export function printTable(rows: Row[], columns: string[]): void {
+  const cell = (v: string | number | undefined) =>
+    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1)) : (v ?? '');
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (values: string[]) => values.map((v, i) => v.padStart(widths[i]!)).join('  ');
+  console.log(line(columns));
+  console.log(line(widths.map((w) => '-'.repeat(w))));
+  for (const r of rows) console.log(line(columns.map((c) => cell(r[c]))));
+}
+
+export function writeJson(file: string, rows: Row[]): void {
+  const stamp = machine();
+  writeFileSync(file, JSON.stringify(rows.map((r) => ({ ...r, ...stamp })), null, 2) + '\n');
+  console.log(`wrote ${rows.length} rows to ${file}`);
+}
