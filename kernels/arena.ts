@@ -15,6 +15,8 @@ interface Block { offset: number; bytes: number }
 
 export class Arena {
   readonly memory: WebAssembly.Memory;
+  /** False for an arena attached in another thread: it computes in the memory but never allocates. */
+  readonly owner: boolean;
   /** Free blocks sorted by offset, adjacent ones merged. */
   private freeList: Block[] = [];
   private top = RESERVED;
@@ -22,18 +24,38 @@ export class Arena {
   /** Every SharedArrayBuffer object this memory has shown: one per growth. */
   private readonly buffers = new Set<ArrayBufferLike>();
 
-  constructor(initialBytes = 16 * 1024 * 1024) {
-    const pages = Math.ceil((initialBytes + RESERVED) / PAGE);
-    this.memory = new WebAssembly.Memory({ initial: pages, maximum: MAX_PAGES, shared: true });
+  constructor(initialBytes = 16 * 1024 * 1024, memory?: WebAssembly.Memory) {
+    this.owner = memory === undefined;
+    this.memory = memory ?? new WebAssembly.Memory({
+      initial: Math.ceil((initialBytes + RESERVED) / PAGE), maximum: MAX_PAGES, shared: true,
+    });
     this.buffers.add(this.memory.buffer);
+  }
+
+  /** Another thread's view of an arena's memory (posted to it as a WebAssembly.Memory). */
+  static attach(memory: WebAssembly.Memory): Arena {
+    return new Arena(0, memory);
   }
 
   /** Whether `array` is a view into this arena's memory. */
   owns(array: ArrayBufferView): boolean {
+    if (this.buffers.has(array.buffer)) return true;
+    // The owner may have grown the memory since this thread last looked.
+    this.buffers.add(this.memory.buffer);
     return this.buffers.has(array.buffer);
   }
 
+  /** A Float32Array view of `length` floats at byte `offset`: how a worker sees what it is sent. */
+  f32At(offset: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, offset, length);
+  }
+
+  i32At(offset: number, length: number): Int32Array {
+    return new Int32Array(this.memory.buffer, offset, length);
+  }
+
   allocBytes(bytes: number): number {
+    if (!this.owner) throw new Error('arena: only the thread that created the arena allocates; this one is attached');
     if (!Number.isInteger(bytes) || bytes < 0) throw new RangeError(`arena: cannot allocate ${bytes} bytes`);
     const size = Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
     const fit = this.freeList.findIndex((b) => b.bytes >= size);

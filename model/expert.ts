@@ -2,9 +2,13 @@
 //   relu / gelu:  a = x·w_in,  h = act(a)
 //   swiglu:       a = x·w_in,  g = x·w_gate,  h = silu(g) ⊙ a
 //   then (training) h ⊙= dropout mask, and out = h·w_out.
+// These functions only read and write the arrays they are given, so the same code runs in
+// process (model/switch-layer.ts) and on an expert worker over shared memory (engine/).
 import type { Kernels } from '../kernels/index.js';
 import type { Activation } from './config.js';
-import type { Workspace } from './workspace.js';
+import { Rng } from './rng.js';
+
+export interface ExpertShape { d: number; f: number; activation: Activation }
 
 export interface ExpertWeights {
   wIn: Float32Array; // [d×f]
@@ -12,64 +16,101 @@ export interface ExpertWeights {
   wGate?: Float32Array; // [d×f], swiglu only
 }
 
-export interface ExpertShape { d: number; f: number; activation: Activation }
-
-/** What forward keeps for backward. */
-export interface ExpertActivations {
-  n: number;
-  x: Float32Array; // [n×d]
-  a: Float32Array; // [n×f]
-  g?: Float32Array; // [n×f]
-  h: Float32Array; // [n×f], after dropout
-  /** Per element of h: 0 or 1/(1−rate); absent without dropout. */
-  mask?: Float32Array;
-  out: Float32Array; // [n×d]
+/** One expert's buffers for one step, carved in this order from a single block. */
+export interface ExpertBuffers {
+  x: Float32Array; // [n×d] its tokens
+  a: Float32Array; // [n×f] x·w_in
+  g?: Float32Array; // [n×f] x·w_gate (swiglu)
+  h: Float32Array; // [n×f] hidden, after dropout
+  mask?: Float32Array; // [n×f] 0 or 1/(1−rate) (training with dropout)
+  out: Float32Array; // [n×d] h·w_out
+  dOut: Float32Array; // [n×d]
+  dh: Float32Array; // [n×f]
+  dg?: Float32Array; // [n×f] (swiglu)
+  dx: Float32Array; // [n×d]
 }
 
-/** `x` [n×d] must live in the kernels' memory; `mask` (training) is applied to h. */
-export function expertForward(ws: Workspace, s: ExpertShape, w: ExpertWeights, x: Float32Array, n: number,
-  mask?: Float32Array): ExpertActivations {
-  const k = ws.kernels;
-  const a = ws.f32(n * s.f), h = ws.f32(n * s.f), out = ws.f32(n * s.d);
-  k.gemm('nn', n, s.f, s.d, x, w.wIn, a, false);
-  let g: Float32Array | undefined;
-  if (s.activation === 'swiglu') {
-    g = ws.f32(n * s.f);
-    k.gemm('nn', n, s.f, s.d, x, w.wGate!, g, false);
-    k.swiglu(g, a, h);
-  } else if (s.activation === 'gelu') {
-    k.gelu(a, h);
-  } else {
-    k.relu(a, h);
+/** Training-time randomness of one expert in one step; absent in evaluation. */
+export interface ExpertDropout { rate: number; seed: number; step: number; layerIndex: number; expert: number }
+
+// Every buffer starts on a 64-byte boundary.
+const pad = (floats: number) => Math.ceil(floats / 16) * 16;
+
+function layout(s: ExpertShape, n: number, dropout: boolean): [keyof ExpertBuffers, number][] {
+  const swiglu = s.activation === 'swiglu';
+  const rows: [keyof ExpertBuffers, number | false][] = [
+    ['x', n * s.d], ['a', n * s.f], ['g', swiglu && n * s.f], ['h', n * s.f], ['mask', dropout && n * s.f],
+    ['out', n * s.d], ['dOut', n * s.d], ['dh', n * s.f], ['dg', swiglu && n * s.f], ['dx', n * s.d],
+  ];
+  return rows.filter((r): r is [keyof ExpertBuffers, number] => r[1] !== false);
+}
+
+export function expertBlockLength(s: ExpertShape, n: number, dropout: boolean): number {
+  return layout(s, n, dropout).reduce((sum, [, length]) => sum + pad(length), 0);
+}
+
+export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dropout: boolean): ExpertBuffers {
+  const b: Partial<ExpertBuffers> = {};
+  let at = 0;
+  for (const [name, length] of layout(s, n, dropout)) {
+    b[name] = block.subarray(at, at + length);
+    at += pad(length);
   }
-  if (mask) for (let i = 0; i < h.length; i++) h[i] = h[i]! * mask[i]!;
-  k.gemm('nn', n, s.d, s.f, h, w.wOut, out, false);
-  return { n, x, a, ...(g && { g }), h, ...(mask && { mask }), out };
+  if (at > block.length) throw new RangeError(`expert block of ${block.length} floats is smaller than the ${at} needed`);
+  return b as ExpertBuffers;
+}
+
+/** Forward for the tokens listed in `tokens`, read from x [T×d]; leaves the result in b.out. */
+export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, x: Float32Array,
+  tokens: Int32Array, dropout?: ExpertDropout): void {
+  const n = tokens.length;
+  k.gatherRows(x, tokens, n, s.d, b.x);
+  k.gemm('nn', n, s.f, s.d, b.x, w.wIn, b.a, false);
+  if (s.activation === 'swiglu') {
+    k.gemm('nn', n, s.f, s.d, b.x, w.wGate!, b.g!, false);
+    k.swiglu(b.g!, b.a, b.h);
+  } else if (s.activation === 'gelu') {
+    k.gelu(b.a, b.h);
+  } else {
+    k.relu(b.a, b.h);
+  }
+  if (dropout && dropout.rate > 0) {
+    const mask = b.mask!;
+    const rng = new Rng(dropout.seed, dropout.step, dropout.layerIndex, 'expert-dropout', dropout.expert);
+    const keep = 1 / (1 - dropout.rate);
+    for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < dropout.rate ? 0 : keep;
+    for (let i = 0; i < b.h.length; i++) b.h[i] = b.h[i]! * mask[i]!;
+  }
+  k.gemm('nn', n, s.d, s.f, b.h, w.wOut, b.out, false);
 }
 
 /**
- * Given dOut [n×d], writes the weight gradients into `grads` (overwriting) and returns dx [n×d].
+ * Backward given dy [T×d] for the whole layer output: writes d loss / d gate of each assignment
+ * into dGates at its slot, the expert's weight gradients into `grads` (overwriting), and
+ * d loss / d x of its tokens into b.dx. y_t += gate · out, so dGate = dy_t · out, dOut = gate · dy_t.
  */
-export function expertBackward(ws: Workspace, s: ExpertShape, w: ExpertWeights, act: ExpertActivations,
-  dOut: Float32Array, grads: ExpertWeights): Float32Array {
-  const k: Kernels = ws.kernels;
-  const { n, d, f } = { n: act.n, d: s.d, f: s.f };
-  k.gemm('tn', f, d, n, act.h, dOut, grads.wOut, false); // dW_out = hᵀ·dOut
-  const dh = ws.f32(n * f);
-  k.gemm('nt', n, f, d, dOut, w.wOut, dh, false); // dh = dOut·W_outᵀ
-  if (act.mask) for (let i = 0; i < dh.length; i++) dh[i] = dh[i]! * act.mask[i]!;
-  const dx = ws.f32(n * d);
-  if (s.activation === 'swiglu') {
-    const dg = ws.f32(n * f);
-    k.swigluBackward(act.g!, act.a, dh, dg, dh); // dh becomes da
-    k.gemm('tn', d, f, n, act.x, dg, grads.wGate!, false);
-    k.gemm('nt', n, d, f, dg, w.wGate!, dx, false);
-  } else if (s.activation === 'gelu') {
-    k.geluBackward(act.a, dh, dh);
-  } else {
-    k.reluBackward(act.a, dh, dh);
+export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, dy: Float32Array,
+  tokens: Int32Array, gates: Float32Array, slots: Int32Array, dGates: Float32Array, grads: ExpertWeights): void {
+  const n = tokens.length, d = s.d, f = s.f;
+  for (let i = 0; i < n; i++) {
+    const row = tokens[i]! * d;
+    let dot = 0;
+    for (let j = 0; j < d; j++) dot += dy[row + j]! * b.out[i * d + j]!;
+    dGates[slots[i]!] = dot;
   }
-  k.gemm('tn', d, f, n, act.x, dh, grads.wIn, false); // dW_in = xᵀ·da
-  k.gemm('nt', n, d, f, dh, w.wIn, dx, s.activation === 'swiglu'); // dx = da·W_inᵀ (+ dg·W_gateᵀ)
-  return dx;
+  k.gatherRows(dy, tokens, n, d, b.dOut, gates);
+  k.gemm('tn', f, d, n, b.h, b.dOut, grads.wOut, false); // dW_out = hᵀ·dOut
+  k.gemm('nt', n, f, d, b.dOut, w.wOut, b.dh, false); // dh = dOut·W_outᵀ
+  if (b.mask) for (let i = 0; i < b.dh.length; i++) b.dh[i] = b.dh[i]! * b.mask[i]!;
+  if (s.activation === 'swiglu') {
+    k.swigluBackward(b.g!, b.a, b.dh, b.dg!, b.dh); // dh becomes da
+    k.gemm('tn', d, f, n, b.x, b.dg!, grads.wGate!, false);
+    k.gemm('nt', n, d, f, b.dg!, w.wGate!, b.dx, false);
+  } else if (s.activation === 'gelu') {
+    k.geluBackward(b.a, b.dh, b.dh);
+  } else {
+    k.reluBackward(b.a, b.dh, b.dh);
+  }
+  k.gemm('tn', d, f, n, b.x, b.dh, grads.wIn, false); // dW_in = xᵀ·da
+  k.gemm('nt', n, d, f, b.dh, w.wIn, b.dx, s.activation === 'swiglu'); // dx = da·W_inᵀ (+ dg·W_gateᵀ)
 }

@@ -44,10 +44,10 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
   const T = tokens;
   const k_ = ws.kernels;
 
-  const logits = ws.f32(T * E);
+  const logits = ws.scratch(T * E);
   k_.gemm('nn', T, E, d, xr, routerWeight, logits, false);
-  const probs = ws.f32(T * E);
-  const lse = ws.f32(T);
+  const probs = ws.scratch(T * E);
+  const lse = ws.scratch(T);
   k_.softmaxRows(logits, probs, T, E);
   k_.logsumexpRows(logits, lse, T, E);
 

@@ -4,7 +4,9 @@
 // functions with the experts spread over worker threads.
 import type { Kernels } from '../kernels/index.js';
 import { type SwitchLayerConfig, type SwitchLayerOptions, switchLayerConfig } from './config.js';
-import { type ExpertActivations, type ExpertWeights, expertBackward, expertForward } from './expert.js';
+import {
+  type ExpertBuffers, type ExpertShape, type ExpertWeights, expertBackward, expertBlockLength, expertBuffers, expertForward,
+} from './expert.js';
 import { Rng } from './rng.js';
 import { type Routing, route, routerBackward } from './router.js';
 import { Workspace } from './workspace.js';
@@ -43,12 +45,29 @@ export interface SwitchLayerInit {
   layerIndex?: number;
 }
 
-interface Saved {
+/** One expert's share of a step: its tokens, their gates and slots, and its buffers. */
+export interface ExpertTask {
+  expert: number;
+  tokens: Int32Array; // which rows of x
+  gates: Float32Array;
+  slots: Int32Array; // t·k + j of each assignment
+  block: Float32Array; // one allocation that `buffers` are views of
+  buffers: ExpertBuffers;
+}
+
+/** What a step keeps between its phases. All arrays live in the kernels' memory. */
+export interface StepState {
+  step: number;
+  training: boolean;
   x: Float32Array;
   xr: Float32Array;
   jitter?: Float32Array;
   routing: Routing;
-  experts: (ExpertActivations | undefined)[];
+  tasks: ExpertTask[];
+  y: Float32Array;
+  dy?: Float32Array;
+  dGates?: Float32Array;
+  dx?: Float32Array;
 }
 
 export class SwitchLayer {
@@ -60,7 +79,8 @@ export class SwitchLayer {
   private readonly seed: number;
   private readonly layerIndex: number;
   private readonly ws: Workspace;
-  private saved: Saved | undefined;
+  /** The current step, from beginForward until the next one. */
+  state: StepState | undefined;
 
   constructor(kernels: Kernels, options: SwitchLayerOptions, init: SwitchLayerInit = {}) {
     this.config = switchLayerConfig(options);
@@ -118,20 +138,37 @@ export class SwitchLayer {
     };
   }
 
-  /**
-   * y [T×d] for x [T×d]. The returned arrays stay valid until the next forward.
-   */
+  get shape(): ExpertShape {
+    return { d: this.config.dModel, f: this.config.dFF, activation: this.config.activation };
+  }
+
+  /** y [T×d] for x [T×d], every expert in this thread. The result stays valid until the next forward. */
   forward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): { y: Float32Array; stats: SwitchStats } {
+    for (const task of this.beginForward(x, tokens, options)) this.runForward(task);
+    return this.endForward();
+  }
+
+  /**
+   * Given dy = d loss / d y [T×d], writes the weight gradients into `grads` and returns
+   * d loss / d x [T×d] (valid until the next forward). The aux and z losses enter with weight 1.
+   */
+  backward(dy: ArrayLike<number>): Float32Array {
+    for (const task of this.beginBackward(dy)) this.runBackward(task);
+    return this.endBackward();
+  }
+
+  /** Router and dispatch plan: what each expert must compute. The engine runs the tasks on workers. */
+  beginForward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): ExpertTask[] {
     const c = this.config;
-    const { dModel: d, dFF: f } = c;
+    const d = c.dModel;
     if (!Number.isInteger(tokens) || tokens <= 0) throw new RangeError(`switch layer: tokens must be a positive integer, got ${tokens}`);
     if (x.length !== tokens * d) {
       throw new RangeError(`switch layer: x has ${x.length} values, expected tokens × dModel = ${tokens} × ${d} = ${tokens * d}`);
     }
     requireFinite('input x', x);
     this.ws.release();
+    this.state = undefined;
     const ws = this.ws;
-    const k = this.kernels;
     const training = options.training ?? false;
     const step = options.step ?? 0;
 
@@ -145,25 +182,41 @@ export class SwitchLayer {
       for (let i = 0; i < xr.length; i++) xr[i] = xs[i]! * jitter[i]!;
     }
     const routing = route(ws, c, xr, tokens, this.weights.router);
-
-    const y = ws.f32(tokens * d);
-    const experts: (ExpertActivations | undefined)[] = [];
+    const dropout = training && c.expertDropout > 0;
+    const tasks: ExpertTask[] = [];
     for (let e = 0; e < c.numExperts; e++) {
       const start = routing.offsets[e]!, n = routing.offsets[e + 1]! - start;
-      if (n === 0) { experts.push(undefined); continue; }
-      const tokensOf = routing.planToken.subarray(start, start + n);
-      const xe = ws.f32(n * d);
-      k.gatherRows(xs, tokensOf, n, d, xe);
-      const mask = training && c.expertDropout > 0 ? this.dropoutMask(step, e, n * f) : undefined;
-      const act = expertForward(ws, { d, f, activation: c.activation }, this.expertWeights(e), xe, n, mask);
-      k.scatterAddRows(act.out, tokensOf, n, d, y, routing.planGate.subarray(start, start + n));
-      experts.push(act);
+      if (n === 0) continue;
+      const block = ws.scratch(expertBlockLength(this.shape, n, dropout));
+      tasks.push({
+        expert: e,
+        tokens: routing.planToken.subarray(start, start + n),
+        gates: routing.planGate.subarray(start, start + n),
+        slots: routing.planSlot.subarray(start, start + n),
+        block,
+        buffers: expertBuffers(block, this.shape, n, dropout),
+      });
     }
-    this.saved = { x: xs, xr, ...(jitter && { jitter }), routing, experts };
+    this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, tasks, y: ws.f32(tokens * d) };
+    return tasks;
+  }
 
-    const r = routing;
+  runForward(task: ExpertTask): void {
+    const s = this.current();
+    const rate = this.config.expertDropout;
+    const dropout = s.training && rate > 0
+      ? { rate, seed: this.seed, step: s.step, layerIndex: this.layerIndex, expert: task.expert } : undefined;
+    expertForward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.x, task.tokens, dropout);
+  }
+
+  /** Combine: y_t = Σ gate · out over t's kept assignments, in expert order. */
+  endForward(): { y: Float32Array; stats: SwitchStats } {
+    const s = this.current();
+    const d = this.config.dModel;
+    for (const t of s.tasks) this.kernels.scatterAddRows(t.buffers.out, t.tokens, t.tokens.length, d, s.y, t.gates);
+    const r = s.routing;
     return {
-      y,
+      y: s.y,
       stats: {
         expertIndex: r.expertIndex, kept: r.kept, tokensPerExpert: r.tokensPerExpert, keptPerExpert: r.keptPerExpert,
         capacity: r.capacity, dropped: r.dropped, routerProbs: r.probs, auxLoss: r.auxLoss, zLoss: r.zLoss,
@@ -171,52 +224,45 @@ export class SwitchLayer {
     };
   }
 
-  /**
-   * Given dy = d loss / d y [T×d], writes the weight gradients into `grads` and returns
-   * d loss / d x [T×d] (valid until the next forward). The aux and z losses enter with weight 1.
-   */
-  backward(dy: ArrayLike<number>): Float32Array {
-    const s = this.saved;
+  beginBackward(dy: ArrayLike<number>): ExpertTask[] {
+    const s = this.state;
     if (!s) throw new Error('switch layer: backward called before forward');
-    const c = this.config;
-    const { dModel: d, dFF: f, numExperts: E, topK: kTop } = c;
+    const { dModel: d, topK } = this.config;
     const T = s.routing.tokens;
     if (dy.length !== T * d) throw new RangeError(`switch layer: dy has ${dy.length} values, expected ${T} × ${d} = ${T * d}`);
     requireFinite('gradient dy', dy);
-    const ws = this.ws;
-    const k = this.kernels;
-    const r = s.routing;
-    const dys = ws.copy(dy);
-    const dx = ws.f32(T * d);
-    const dGates = new Float32Array(T * kTop);
-
-    for (let e = 0; e < E; e++) {
-      const act = s.experts[e];
-      const grads = this.expertWeights(e, this.grads);
-      if (!act) {
-        // No tokens: zero gradient.
-        grads.wIn.fill(0); grads.wOut.fill(0); grads.wGate?.fill(0);
-        continue;
-      }
-      const start = r.offsets[e]!, n = act.n;
-      const tokensOf = r.planToken.subarray(start, start + n);
-      // y_t += gate · out  ⇒  dGate = dy_t · out,  dOut = gate · dy_t.
-      for (let i = 0; i < n; i++) {
-        const t = tokensOf[i]!;
-        let dot = 0;
-        for (let j = 0; j < d; j++) dot += dys[t * d + j]! * act.out[i * d + j]!;
-        dGates[r.planSlot[start + i]!] = dot;
-      }
-      const dOut = ws.f32(n * d);
-      k.gatherRows(dys, tokensOf, n, d, dOut, r.planGate.subarray(start, start + n));
-      const dxe = expertBackward(ws, { d, f, activation: c.activation }, this.expertWeights(e), act, dOut, grads);
-      k.scatterAddRows(dxe, tokensOf, n, d, dx);
+    s.dy = this.ws.copy(dy);
+    s.dGates = this.ws.f32(T * topK);
+    s.dx = this.ws.f32(T * d);
+    // Experts that received no token have zero gradient.
+    const busy = new Set(s.tasks.map((t) => t.expert));
+    for (let e = 0; e < this.config.numExperts; e++) {
+      if (busy.has(e)) continue;
+      const g = this.expertWeights(e, this.grads);
+      g.wIn.fill(0); g.wOut.fill(0); g.wGate?.fill(0);
     }
+    return s.tasks;
+  }
 
-    const dLogits = routerBackward(ws, c, r, dGates);
+  runBackward(task: ExpertTask): void {
+    const s = this.current();
+    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.dy!, task.tokens,
+      task.gates, task.slots, s.dGates!, this.expertWeights(task.expert, this.grads));
+  }
+
+  /** Combine the experts' dx in expert order, then the router's backward. */
+  endBackward(): Float32Array {
+    const s = this.current();
+    if (!s.dx) throw new Error('switch layer: endBackward called before beginBackward');
+    const { dModel: d, numExperts: E } = this.config;
+    const T = s.routing.tokens;
+    const k = this.kernels;
+    const dx = s.dx;
+    for (const t of s.tasks) k.scatterAddRows(t.buffers.dx, t.tokens, t.tokens.length, d, dx);
+    const dLogits = routerBackward(this.ws, this.config, s.routing, s.dGates!);
     k.gemm('tn', d, E, T, s.xr, dLogits, this.grads.router, false); // dW_router = xrᵀ·dLogits
     if (s.jitter) {
-      const dxr = ws.f32(T * d);
+      const dxr = this.ws.f32(T * d);
       k.gemm('nt', T, d, E, dLogits, this.weights.router, dxr, false);
       for (let i = 0; i < dx.length; i++) dx[i] = dx[i]! + dxr[i]! * s.jitter[i]!;
     } else {
@@ -233,13 +279,9 @@ export class SwitchLayer {
     }
   }
 
-  private dropoutMask(step: number, expert: number, length: number): Float32Array {
-    const rate = this.config.expertDropout;
-    const rng = new Rng(this.seed, step, this.layerIndex, 'expert-dropout', expert);
-    const mask = this.ws.f32(length);
-    const keep = 1 / (1 - rate);
-    for (let i = 0; i < length; i++) mask[i] = rng.uniform() < rate ? 0 : keep;
-    return mask;
+  private current(): StepState {
+    if (!this.state) throw new Error('switch layer: no step in progress; call beginForward first');
+    return this.state;
   }
 
   private allocWeights(): SwitchWeights {

@@ -13,6 +13,13 @@ export class Workspace {
     return a.fill(0);
   }
 
+  /** Not zeroed: for buffers whose every element is written before it is read. */
+  scratch(length: number): Float32Array {
+    const a = this.kernels.allocF32(length);
+    this.live.push(a);
+    return a;
+  }
+
   i32(length: number): Int32Array {
     const a = this.kernels.allocI32(length);
     this.live.push(a);

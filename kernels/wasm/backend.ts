@@ -57,7 +57,8 @@ export class WasmKernels implements Kernels {
   private readonly k: KernelExports;
   private readonly scratch: number;
 
-  constructor(arena: Arena, variant: WasmVariant) {
+  /** `scratch`: byte offset of this instance's GEMM scratch; allocated from the arena when omitted. */
+  constructor(arena: Arena, variant: WasmVariant, scratch?: number) {
     const module = kernelModule(variant);
     if (!module) throw new Error(`wasm kernels: this Node.js (${process.version}) cannot compile the ${variant} variant`);
     const instance = new WebAssembly.Instance(module, { env: { memory: arena.memory } });
@@ -65,8 +66,11 @@ export class WasmKernels implements Kernels {
     this.arena = arena;
     this.variant = variant;
     this.name = `wasm-${variant}`;
-    this.scratch = arena.allocBytes(this.k.gemmScratchBytes());
+    this.scratch = scratch ?? arena.allocBytes(this.k.gemmScratchBytes());
   }
+
+  /** Bytes of GEMM scratch each instance needs. */
+  get scratchBytes(): number { return this.k.gemmScratchBytes(); }
 
   allocF32(length: number): Float32Array { return this.arena.allocF32(length); }
   allocI32(length: number): Int32Array { return this.arena.allocI32(length); }
