@@ -1,15 +1,17 @@
 // `switchyard check-reference FILE...`: runs reference cases forward and backward and prints each
 // field's error. Exit status 0 only when every case passes.
-import type { Kernels } from '../kernels/index.js';
-import { type CaseResult, TOLERANCE, checkReferenceCase, loadReferenceCase } from '../model/reference-case.js';
+import type { SwitchLayerOptions } from '../model/config.js';
+import { type CaseResult, type SwitchRunner, TOLERANCE, checkReferenceCase, loadReferenceCase } from '../model/reference-case.js';
 
-export function checkReferenceFiles(kernels: Kernels, files: string[], log: (line: string) => void): boolean {
+/** `runner` names what computes the layer, for the first line of the report. */
+export async function checkReferenceFiles(runner: string, make: (options: SwitchLayerOptions) => SwitchRunner,
+  files: string[], log: (line: string) => void): Promise<boolean> {
   let passed = 0, failed = 0;
-  log(`backend ${kernels.name}; floats pass below ${TOLERANCE} relative error, discrete outputs must be equal`);
+  log(`${runner}; floats pass below ${TOLERANCE} relative error, discrete outputs must be equal`);
   for (const file of files) {
     let result: CaseResult;
     try {
-      result = checkReferenceCase(kernels, loadReferenceCase(file));
+      result = await checkReferenceCase(loadReferenceCase(file), make);
     } catch (error) {
       failed++;
       const message = (error as Error).message;

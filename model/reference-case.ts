@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { Kernels } from '../kernels/index.js';
 import type { SwitchLayerOptions } from './config.js';
-import { SwitchLayer } from './switch-layer.js';
+import { SwitchLayer, type SwitchStats, type SwitchWeights } from './switch-layer.js';
 
 export const TOLERANCE = 1e-4;
 
@@ -147,16 +147,28 @@ export function parseReferenceCase(json: unknown, source: string): ReferenceCase
   };
 }
 
+/** Whatever computes the Switch layer: the in-process SwitchLayer, or the threaded engine. */
+export interface SwitchRunner {
+  setWeights(w: { router: Float32Array; wIn: Float32Array; wOut: Float32Array; wGate?: Float32Array }): void;
+  forward(x: Float32Array, tokens: number): { y: Float32Array; stats: SwitchStats } | Promise<{ y: Float32Array; stats: SwitchStats }>;
+  backward(dy: Float32Array): Float32Array | Promise<Float32Array>;
+  readonly grads: SwitchWeights;
+  dispose(): void | Promise<void>;
+}
+
+/** An in-process layer on the given kernels. */
+export const inProcess = (kernels: Kernels) => (options: SwitchLayerOptions): SwitchRunner => new SwitchLayer(kernels, options);
+
 /** Runs a case forward and backward and compares every output and gradient. */
-export function checkReferenceCase(kernels: Kernels, c: ReferenceCase): CaseResult {
-  const layer = new SwitchLayer(kernels, c.options);
+export async function checkReferenceCase(c: ReferenceCase, make: (options: SwitchLayerOptions) => SwitchRunner): Promise<CaseResult> {
+  const layer = make(c.options);
   try {
     layer.setWeights({ router: c.inputs.router, wIn: c.inputs.wIn, wOut: c.inputs.wOut, ...(c.inputs.wGate && { wGate: c.inputs.wGate }) });
-    const { y, stats } = layer.forward(c.inputs.x, c.tokens);
+    const { y, stats } = await layer.forward(c.inputs.x, c.tokens);
     let loss = stats.auxLoss + stats.zLoss;
     for (let i = 0; i < y.length; i++) loss += y[i]! * c.inputs.gradY[i]!;
     const yCopy = Float32Array.from(y);
-    const dx = Float32Array.from(layer.backward(c.inputs.gradY));
+    const dx = Float32Array.from(await layer.backward(c.inputs.gradY));
 
     const comparisons: Comparison[] = [];
     const exact = (field: string, got: ArrayLike<number> | number, want: ArrayLike<number> | number) => {
@@ -189,6 +201,6 @@ export function checkReferenceCase(kernels: Kernels, c: ReferenceCase): CaseResu
     if (c.grads.wGate) close('grad expert_w_gate', layer.grads.wGate!, c.grads.wGate);
     return { name: c.name, source: c.source, pass: comparisons.every((x) => x.pass), comparisons };
   } finally {
-    layer.dispose();
+    await layer.dispose();
   }
 }

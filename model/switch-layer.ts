@@ -76,8 +76,8 @@ export class SwitchLayer {
   /** Written by each backward: d loss / d weights, loss = Σ y ⊙ dy + aux + z. */
   readonly grads: SwitchWeights;
   private readonly kernels: Kernels;
-  private readonly seed: number;
-  private readonly layerIndex: number;
+  readonly seed: number;
+  readonly layerIndex: number;
   private readonly ws: Workspace;
   /** The current step, from beginForward until the next one. */
   state: StepState | undefined;

@@ -17,6 +17,14 @@ describe('switchyard check-reference', () => {
     expect(out).toMatch(/^2 passed, 0 failed$/m);
   });
 
+  it('runs the cases through the engine with --workers', () => {
+    const r = run('check-reference', '--workers', '2', ref('top1-swiglu-cf2.0.json'), ref('top2-relu-cf1.0.json'));
+    expect(r.stdout).toMatch(/^engine with 2 workers/);
+    expect(r.stdout).toMatch(/^2 passed, 0 failed$/m);
+    expect(r.status).toBe(0);
+    expect(run('check-reference', '--workers', '0', ref('top2-relu-cf1.0.json')).stderr).toMatch(/expected a positive integer, got '0'/);
+  });
+
   it('fails, naming the field, when a case is wrong', () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-'));
     const c = JSON.parse(readFileSync(ref('top1-relu-cf1.25.json'), 'utf8'));

@@ -1,0 +1,23 @@
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The compiled JavaScript of a script in engine/ (a thread entry point). Threads run JavaScript,
+ * so when the engine itself runs from its TypeScript source (as under vitest), the script comes
+ * from dist/, which `npm install` builds.
+ */
+export function compiledScript(name: string): string {
+  const here = fileURLToPath(import.meta.url);
+  const file = here.endsWith('.ts') ? join(dirname(here), '..', 'dist', 'engine', name) : join(dirname(here), name);
+  if (!existsSync(file)) throw new Error(`engine: thread script ${file} is missing; run \`npm run build\``);
+  return file;
+}
+
+/**
+ * Node flags for our threads: the process's own, less those that only make sense for a main
+ * script (`node --input-type=module -e …` would otherwise stop every worker from starting).
+ */
+export function threadExecArgv(): string[] {
+  return process.execArgv.filter((flag) => !flag.startsWith('--input-type'));
+}

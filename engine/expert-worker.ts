@@ -1,0 +1,52 @@
+// An expert worker: runs on a Piscina thread, instantiates the kernels against the shared memory
+// once, then computes whatever experts each step message names, in place.
+import { workerData } from 'node:worker_threads';
+import { Arena } from '../kernels/arena.js';
+import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
+import { type ExpertWeights, expertBackward, expertBuffers, expertForward } from '../model/expert.js';
+import type { StepMessage, WorkerReport } from './messages.js';
+
+export interface ExpertWorkerData {
+  memory: WebAssembly.Memory;
+  variant: WasmVariant;
+  /** Byte offset of this worker's GEMM scratch in the shared memory. */
+  scratch: number;
+}
+
+const { memory, variant, scratch } = workerData as ExpertWorkerData;
+const arena = Arena.attach(memory);
+const kernels = new WasmKernels(arena, variant, scratch);
+
+function weights(m: StepMessage, expert: number, gradients: boolean): ExpertWeights {
+  const { d, f } = m.layer;
+  const size = d * f;
+  const at = (offset: number) => arena.f32At(offset + expert * size * 4, size);
+  const l = m.layer;
+  const [wIn, wOut, wGate] = gradients ? [l.gIn, l.gOut, l.gGate] : [l.wIn, l.wOut, l.wGate];
+  return { wIn: at(wIn), wOut: at(wOut), ...(wGate >= 0 && { wGate: at(wGate) }) };
+}
+
+export default function run(m: StepMessage): WorkerReport {
+  if (m.fault === 'throw') throw new Error('injected fault');
+  if (m.fault === 'exit') process.exit(1);
+  if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
+
+  const start = performance.now();
+  const { d, f, activation } = m.layer;
+  const shape = { d, f, activation };
+  const T = m.tokens;
+  const dropout = m.training && m.layer.dropoutRate > 0;
+  for (const job of m.jobs) {
+    const buffers = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
+    const tokens = arena.i32At(job.tokens, job.n);
+    if (m.phase === 'forward') {
+      expertForward(kernels, shape, weights(m, job.expert, false), buffers, arena.f32At(m.x, T * d), tokens,
+        dropout ? { rate: m.layer.dropoutRate, seed: m.layer.seed, step: m.step, layerIndex: m.layer.layerIndex, expert: job.expert } : undefined);
+    } else {
+      expertBackward(kernels, shape, weights(m, job.expert, false), buffers, arena.f32At(m.dy, T * d), tokens,
+        arena.f32At(job.gates, job.n), arena.i32At(job.slots, job.n), arena.f32At(m.dGates, m.dGatesLength),
+        weights(m, job.expert, true));
+    }
+  }
+  return { busyMs: performance.now() - start };
+}

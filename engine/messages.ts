@@ -1,0 +1,67 @@
+// What crosses between the main thread and an expert worker. Only byte offsets into the shared
+// memory and a few numbers: never activations or weights.
+import type { Activation } from '../model/config.js';
+import type { ExpertTask, SwitchLayer } from '../model/switch-layer.js';
+
+/** A layer's weights and gradients as offsets, so one pool of workers serves any layer. */
+export interface LayerRef {
+  d: number;
+  f: number;
+  activation: Activation;
+  seed: number;
+  layerIndex: number;
+  dropoutRate: number;
+  /** Byte offsets of the stacked [E×…] weights and their gradients; wGate/gGate −1 unless swiglu. */
+  wIn: number; wOut: number; wGate: number;
+  gIn: number; gOut: number; gGate: number;
+}
+
+/** One expert's share of a step. */
+export interface ExpertJob {
+  expert: number;
+  n: number;
+  /** Byte offsets of the expert's token indices, gates, slots (n each) and its buffer block. */
+  tokens: number; gates: number; slots: number;
+  block: number; blockLength: number;
+}
+
+export type Fault = 'throw' | 'exit' | 'hang';
+
+export interface StepMessage {
+  phase: 'forward' | 'backward';
+  step: number;
+  training: boolean;
+  tokens: number;
+  layer: LayerRef;
+  /** Forward: x [T×d]. Backward: dy [T×d] and dGates [T×k]. Byte offsets. */
+  x: number;
+  dy: number;
+  dGates: number;
+  dGatesLength: number;
+  jobs: ExpertJob[];
+  /** Fault injection for tests: the worker fails this way instead of computing. */
+  fault?: Fault;
+}
+
+export interface WorkerReport {
+  /** Milliseconds the worker spent computing this message's jobs. */
+  busyMs: number;
+}
+
+export function layerRef(layer: SwitchLayer): LayerRef {
+  const { weights: w, grads: g, config: c } = layer;
+  return {
+    d: c.dModel, f: c.dFF, activation: c.activation, seed: layer.seed, layerIndex: layer.layerIndex,
+    dropoutRate: c.expertDropout,
+    wIn: w.wIn.byteOffset, wOut: w.wOut.byteOffset, wGate: w.wGate ? w.wGate.byteOffset : -1,
+    gIn: g.wIn.byteOffset, gOut: g.wOut.byteOffset, gGate: g.wGate ? g.wGate.byteOffset : -1,
+  };
+}
+
+export function expertJob(task: ExpertTask): ExpertJob {
+  return {
+    expert: task.expert, n: task.tokens.length,
+    tokens: task.tokens.byteOffset, gates: task.gates.byteOffset, slots: task.slots.byteOffset,
+    block: task.block.byteOffset, blockLength: task.block.length,
+  };
+}

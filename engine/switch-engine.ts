@@ -1,0 +1,161 @@
+// The Switch layer across threads. The main thread routes (float32 router, top-k, capacity) and
+// writes the dispatch plan into shared memory; each expert worker computes the experts placed on
+// it, in place in that memory; the main thread combines. The arithmetic is the in-process
+// layer's own (model/switch-layer.ts), in the same order, so the results are the same numbers.
+import { availableParallelism } from 'node:os';
+import { Arena } from '../kernels/arena.js';
+import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
+import type { SwitchLayerOptions } from '../model/config.js';
+import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
+import { type ExpertJob, type Fault, type StepMessage, type WorkerReport, expertJob, layerRef } from './messages.js';
+import { Placement } from './placement.js';
+import { WorkerPool } from './worker-pool.js';
+
+export interface EngineOptions extends SwitchLayerOptions {
+  /** Expert worker threads; default: os.availableParallelism(). */
+  workers?: number;
+  seed?: number;
+  layerIndex?: number;
+  /** Re-place experts on workers from the observed load every N steps (0: never). Default 1. */
+  rebalanceEvery?: number;
+  /** A worker that does not answer within this many milliseconds fails the step. Default 120 000. */
+  timeoutMs?: number;
+  /** WebAssembly variant; default: the fastest on this machine. */
+  variant?: WasmVariant;
+}
+
+export interface WorkerTiming {
+  worker: number;
+  experts: number[];
+  tokens: number;
+  busyMs: number;
+  idleMs: number;
+}
+
+/** Where one step's time went. */
+export interface StepTiming {
+  stepMs: number;
+  /** Main-thread time off the workers' critical path (routing, dispatch, combine, messaging), over stepMs. */
+  overheadFraction: number;
+  bytesPosted: number;
+  workers: WorkerTiming[];
+}
+
+export class SwitchEngine {
+  readonly layer: SwitchLayer;
+  readonly kernels: WasmKernels;
+  readonly placement: Placement;
+  private readonly pool: WorkerPool;
+  private readonly faults = new Map<number, Fault>();
+  private clock = { start: 0, criticalMs: 0, bytes: 0, busy: [] as number[], idle: [] as number[] };
+  private timing: StepTiming | undefined;
+
+  constructor(options: EngineOptions) {
+    const { workers = availableParallelism(), seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant, ...layerOptions } = options;
+    const arena = new Arena();
+    this.kernels = new WasmKernels(arena, variant ?? fastestVariant());
+    this.layer = new SwitchLayer(this.kernels, layerOptions, { ...(seed !== undefined && { seed }), ...(layerIndex !== undefined && { layerIndex }) });
+    this.placement = new Placement(this.layer.config.numExperts, workers, rebalanceEvery);
+    this.pool = new WorkerPool({ arena, variant: this.kernels.variant, workers, timeoutMs, scratchBytes: this.kernels.scratchBytes });
+  }
+
+  get config() { return this.layer.config; }
+  get weights() { return this.layer.weights; }
+  get grads() { return this.layer.grads; }
+  get workers(): number { return this.pool.size; }
+
+  setWeights(w: Parameters<SwitchLayer['setWeights']>[0]): void {
+    this.layer.setWeights(w);
+  }
+
+  async forward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): Promise<{ y: Float32Array; stats: SwitchStats }> {
+    const workers = this.pool.size;
+    this.clock = { start: performance.now(), criticalMs: 0, bytes: 0, busy: new Array(workers).fill(0), idle: new Array(workers).fill(0) };
+    const tasks = this.layer.beginForward(x, tokens, options);
+    this.placement.observe(this.layer.state!.routing.keptPerExpert);
+    await this.dispatch('forward', tasks);
+    const out = this.layer.endForward();
+    this.finishTiming();
+    return out;
+  }
+
+  /** d loss / d x; the weight gradients land in `grads`. */
+  async backward(dy: ArrayLike<number>): Promise<Float32Array> {
+    const tasks = this.layer.beginBackward(dy);
+    await this.dispatch('backward', tasks);
+    const dx = this.layer.endBackward();
+    this.finishTiming();
+    return dx;
+  }
+
+  /** Where the time of the last step (forward, and backward if it ran) went. */
+  lastTiming(): StepTiming {
+    if (!this.timing) throw new Error('engine: no step has run yet');
+    return this.timing;
+  }
+
+  /** For tests: worker `w` fails its next message this way. */
+  injectFault(w: number, fault: Fault): void {
+    this.faults.set(w, fault);
+  }
+
+  /** Ends every worker thread and frees the layer. */
+  async close(): Promise<void> {
+    await this.pool.close();
+    this.layer.dispose();
+  }
+
+  /** Alias of close, so the engine can stand wherever a layer is disposed. */
+  dispose(): Promise<void> {
+    return this.close();
+  }
+
+  private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[]): Promise<void> {
+    const s = this.layer.state!;
+    const layer = layerRef(this.layer);
+    const jobs: ExpertJob[][] = Array.from({ length: this.pool.size }, () => []);
+    for (const task of tasks) jobs[this.placement.owner[task.expert]!]!.push(expertJob(task));
+    const start = performance.now();
+    const runs = jobs.map((list, w): Promise<WorkerReport> | undefined => {
+      if (list.length === 0) return undefined;
+      const fault = this.faults.get(w);
+      this.faults.delete(w);
+      return this.pool.run(w, {
+        phase, step: s.step, training: s.training, tokens: s.routing.tokens, layer,
+        x: s.x.byteOffset, dy: s.dy?.byteOffset ?? -1, dGates: s.dGates?.byteOffset ?? -1, dGatesLength: s.dGates?.length ?? 0,
+        jobs: list, ...(fault && { fault }),
+      });
+    });
+    // Wait for every worker, failed or not, so none is still writing when the step is retried.
+    const results = await Promise.allSettled(runs.map((r) => r ?? Promise.resolve({ busyMs: 0 })));
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+    if (failures.length > 0) {
+      throw new Error(failures.map((f) => f.message).join('; '), { cause: failures.length === 1 ? failures[0] : new AggregateError(failures) });
+    }
+    const wall = performance.now() - start;
+    let critical = 0;
+    results.forEach((r, w) => {
+      const busy = (r as PromiseFulfilledResult<WorkerReport>).value.busyMs;
+      this.clock.busy[w]! += busy;
+      this.clock.idle[w]! += Math.max(0, wall - busy);
+      critical = Math.max(critical, busy);
+    });
+    this.clock.criticalMs += critical;
+    this.clock.bytes += this.pool.takeBytesPosted();
+  }
+
+  private finishTiming(): void {
+    const stepMs = performance.now() - this.clock.start;
+    const shards = this.placement.shards();
+    const kept = this.layer.state!.routing.keptPerExpert;
+    this.timing = {
+      stepMs,
+      overheadFraction: Math.max(0, stepMs - this.clock.criticalMs) / stepMs,
+      bytesPosted: this.clock.bytes,
+      workers: shards.map((experts, w) => ({
+        worker: w, experts, tokens: experts.reduce((sum, e) => sum + kept[e]!, 0),
+        busyMs: this.clock.busy[w]!, idleMs: this.clock.idle[w]!,
+      })),
+    };
+  }
+}

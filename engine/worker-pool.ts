@@ -1,0 +1,80 @@
+// The expert workers: one single-thread Piscina pool per worker, so a message meant for worker w
+// always reaches worker w (Piscina queues, restarts a dead thread and aborts on timeout for us).
+// A shared pool with a `loadBalancer` could route the same way, but would tie correctness to
+// which thread Piscina hands a task to; a pool per worker makes the pinning explicit.
+import { serialize } from 'node:v8';
+import { Piscina } from 'piscina';
+import type { Arena } from '../kernels/arena.js';
+import type { WasmVariant } from '../kernels/wasm/backend.js';
+import { compiledScript, threadExecArgv } from './compiled-script.js';
+import type { ExpertWorkerData } from './expert-worker.js';
+import type { StepMessage, WorkerReport } from './messages.js';
+
+export interface WorkerPoolOptions {
+  arena: Arena;
+  variant: WasmVariant;
+  workers: number;
+  /** A message not answered within this many milliseconds fails, and its thread is replaced. */
+  timeoutMs: number;
+  /** GEMM scratch each worker needs, in bytes. */
+  scratchBytes: number;
+}
+
+export class WorkerPool {
+  readonly size: number;
+  /** Bytes of every message and report that crossed threads since the last `takeBytesPosted`. */
+  private bytesPosted = 0;
+  private readonly pools: Piscina[];
+  private readonly scratch: number[];
+  private readonly arena: Arena;
+  private readonly timeoutMs: number;
+
+  constructor(o: WorkerPoolOptions) {
+    if (!Number.isInteger(o.workers) || o.workers < 1) throw new RangeError(`engine: workers must be a positive integer, got ${o.workers}`);
+    this.size = o.workers;
+    this.arena = o.arena;
+    this.timeoutMs = o.timeoutMs;
+    const filename = compiledScript('expert-worker.js');
+    this.scratch = Array.from({ length: o.workers }, () => o.arena.allocBytes(o.scratchBytes));
+    this.pools = this.scratch.map((scratch) => new Piscina({
+      filename,
+      minThreads: 1,
+      maxThreads: 1,
+      idleTimeout: Infinity,
+      execArgv: threadExecArgv(),
+      workerData: { memory: o.arena.memory, variant: o.variant, scratch } satisfies ExpertWorkerData,
+    }));
+  }
+
+  /**
+   * Sends one message to worker `w`. Rejects with an error naming the worker and its experts if
+   * the worker throws, dies or does not answer within the timeout; Piscina starts a new thread in
+   * its place, which attaches to the same shared memory, where the experts' weights still are.
+   */
+  async run(w: number, message: StepMessage): Promise<WorkerReport> {
+    this.bytesPosted += serialize(message).byteLength;
+    try {
+      const report = (await this.pools[w]!.run(message, { signal: AbortSignal.timeout(this.timeoutMs) })) as WorkerReport;
+      this.bytesPosted += serialize(report).byteLength;
+      return report;
+    } catch (cause) {
+      const reason = cause instanceof Error && cause.name === 'AbortError'
+        ? `no answer within ${this.timeoutMs} ms` : (cause as Error).message;
+      const experts = message.jobs.map((j) => j.expert).join(', ');
+      throw new Error(`engine: worker ${w} (experts ${experts}) failed in ${message.phase} of step ${message.step}: ${reason}`, { cause });
+    }
+  }
+
+  takeBytesPosted(): number {
+    const bytes = this.bytesPosted;
+    this.bytesPosted = 0;
+    return bytes;
+  }
+
+  /** Ends every worker thread and returns their scratch to the arena. */
+  async close(): Promise<void> {
+    await Promise.all(this.pools.map((p) => p.close({ force: true })));
+    for (const offset of this.scratch) this.arena.freeBytes(offset);
+    this.scratch.length = 0;
+  }
+}
