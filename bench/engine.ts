@@ -53,6 +53,7 @@ async function measure(shape: keyof typeof SHAPES, workers: number): Promise<Row
     shape, workers, tokens_per_s: tokens / bench.stats.mean, step_ms: stepMs,
     best_tokens_per_s: tokens / Math.min(...bench.stats.sample),
     overhead_fraction: mean((t) => t.overheadFraction),
+    messaging_fraction: mean((t) => t.messagingFraction),
     bytes_posted: Math.round(mean((t) => t.bytesPosted)),
     busy_ms: busy.map((b) => b.toFixed(1)).join('/'),
     idle_ms: idle.map((b) => b.toFixed(1)).join('/'),
@@ -65,7 +66,7 @@ async function measure(shape: keyof typeof SHAPES, workers: number): Promise<Row
 const rows: Row[] = [];
 for (const shape of shapes) for (const workers of workerCounts) rows.push(await measure(shape, workers));
 console.log();
-printTable(rows, ['shape', 'workers', 'tokens_per_s', 'best_tokens_per_s', 'step_ms', 'overhead_fraction', 'bytes_posted', 'busy_ms', 'idle_ms', 'samples']);
+printTable(rows, ['shape', 'workers', 'tokens_per_s', 'best_tokens_per_s', 'step_ms', 'overhead_fraction', 'messaging_fraction', 'bytes_posted', 'busy_ms', 'idle_ms', 'samples']);
 for (const shape of shapes) {
   const one = rows.find((r) => r.shape === shape && r.workers === 1);
   for (const r of rows.filter((r) => r.shape === shape && r.workers !== 1)) {

@@ -37,6 +37,8 @@ export interface StepTiming {
   stepMs: number;
   /** Main-thread time off the workers' critical path (routing, dispatch, combine, messaging), over stepMs. */
   overheadFraction: number;
+  /** Of that, the time between posting a phase's messages and having every answer, beyond the busiest worker's compute. */
+  messagingFraction: number;
   bytesPosted: number;
   workers: WorkerTiming[];
 }
@@ -47,7 +49,7 @@ export class SwitchEngine {
   readonly placement: Placement;
   private readonly pool: WorkerPool;
   private readonly faults = new Map<number, Fault>();
-  private clock = { start: 0, criticalMs: 0, bytes: 0, busy: [] as number[], idle: [] as number[] };
+  private clock = { start: 0, criticalMs: 0, messagingMs: 0, bytes: 0, busy: [] as number[], idle: [] as number[] };
   private timing: StepTiming | undefined;
 
   constructor(options: EngineOptions) {
@@ -70,7 +72,7 @@ export class SwitchEngine {
 
   async forward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): Promise<{ y: Float32Array; stats: SwitchStats }> {
     const workers = this.pool.size;
-    this.clock = { start: performance.now(), criticalMs: 0, bytes: 0, busy: new Array(workers).fill(0), idle: new Array(workers).fill(0) };
+    this.clock = { start: performance.now(), criticalMs: 0, messagingMs: 0, bytes: 0, busy: new Array(workers).fill(0), idle: new Array(workers).fill(0) };
     const tasks = this.layer.beginForward(x, tokens, options);
     this.placement.observe(this.layer.state!.routing.keptPerExpert);
     await this.dispatch('forward', tasks);
@@ -141,6 +143,7 @@ export class SwitchEngine {
       critical = Math.max(critical, busy);
     });
     this.clock.criticalMs += critical;
+    this.clock.messagingMs += Math.max(0, wall - critical);
     this.clock.bytes += this.pool.takeBytesPosted();
   }
 
@@ -151,6 +154,7 @@ export class SwitchEngine {
     this.timing = {
       stepMs,
       overheadFraction: Math.max(0, stepMs - this.clock.criticalMs) / stepMs,
+      messagingFraction: this.clock.messagingMs / stepMs,
       bytesPosted: this.clock.bytes,
       workers: shards.map((experts, w) => ({
         worker: w, experts, tokens: experts.reduce((sum, e) => sum + kept[e]!, 0),
