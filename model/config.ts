@@ -79,3 +79,113 @@ export function expertCapacity(c: SwitchLayerConfig, tokens: number): number {
   if (c.capacityFactor === null) return c.topK * tokens;
   return Math.max(1, Math.ceil((c.capacityFactor * c.topK * tokens) / c.numExperts));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The language model: one config object and its presets.
+
+export type Norm = 'layernorm' | 'rmsnorm';
+export type Positions = 'learned' | 'rope';
+export type ExpertDtype = 'f32' | 'bf16';
+
+export interface ModelConfig {
+  vocabSize: number;
+  /** Tokens of context. */
+  context: number;
+  layers: number;
+  heads: number;
+  dModel: number;
+  /** Hidden width of the dense FFNs and of every expert. */
+  dFF: number;
+  norm: Norm;
+  positions: Positions;
+  activation: Activation;
+  /** Biases in the attention and dense FFN projections (experts and router never have one). */
+  bias: boolean;
+  /** Dropout on the embeddings and on each residual branch. */
+  dropout: number;
+  /** 0: a dense model. */
+  numExperts: number;
+  /** Every sparseStep-th layer (layers sparseStep−1, 2·sparseStep−1, …) is a Switch layer. */
+  sparseStep: number;
+  topK: number;
+  capacityFactor: number | null;
+  normalizeTopK: boolean;
+  auxLossCoef: number;
+  zLossCoef: number;
+  routerJitter: number;
+  expertDropout: number;
+  /** How expert weights are stored for compute; the optimizer always keeps float32 masters. */
+  expertDtype: ExpertDtype;
+}
+
+export interface TrainConfig {
+  batch: number;
+  steps: number;
+  learningRate: number;
+  minLearningRate: number;
+  warmupSteps: number;
+  beta1: number;
+  beta2: number;
+  weightDecay: number;
+  gradClip: number;
+  evalEvery: number;
+  /** Held-out batches averaged for the validation loss. */
+  evalBatches: number;
+  seed: number;
+}
+
+export type Preset = { model: Omit<ModelConfig, 'vocabSize'>; train: TrainConfig };
+
+const SWITCH_DEFAULTS = {
+  numExperts: 8, sparseStep: 2, topK: 1, capacityFactor: 1.25, normalizeTopK: true,
+  auxLossCoef: 0.01, zLossCoef: 0.001, routerJitter: 0.01, expertDropout: 0, expertDtype: 'f32',
+} as const;
+
+export const PRESETS: Record<'tiny' | 'small', Preset> = {
+  // nanoGPT's CPU Shakespeare configuration, with 8 experts on every other layer.
+  tiny: {
+    model: {
+      context: 64, layers: 4, heads: 4, dModel: 128, dFF: 512, norm: 'layernorm', positions: 'learned',
+      activation: 'gelu', bias: false, dropout: 0, ...SWITCH_DEFAULTS,
+    },
+    train: {
+      batch: 12, steps: 2000, learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99,
+      weightDecay: 0.1, gradClip: 1, evalEvery: 250, evalBatches: 20, seed: 1337,
+    },
+  },
+  small: {
+    model: {
+      context: 256, layers: 6, heads: 6, dModel: 384, dFF: 1536, norm: 'layernorm', positions: 'learned',
+      activation: 'gelu', bias: false, dropout: 0.2, ...SWITCH_DEFAULTS,
+    },
+    train: {
+      batch: 64, steps: 5000, learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99,
+      weightDecay: 0.1, gradClip: 1, evalEvery: 250, evalBatches: 20, seed: 1337,
+    },
+  },
+};
+
+/** The layers that are Switch layers, as Qwen2-MoE's decoder_sparse_step counts them. */
+export function isSparseLayer(c: Pick<ModelConfig, 'numExperts' | 'sparseStep'>, layer: number): boolean {
+  return c.numExperts > 0 && (layer + 1) % c.sparseStep === 0;
+}
+
+/** Validates a model config; every error names the field. */
+export function checkModelConfig(c: ModelConfig): ModelConfig {
+  const bad = (field: string, why: string): never => { throw new RangeError(`model config: ${field} ${why}`); };
+  for (const f of ['vocabSize', 'context', 'layers', 'heads', 'dModel', 'dFF', 'sparseStep'] as const) {
+    if (!Number.isInteger(c[f]) || c[f] <= 0) bad(f, `must be a positive integer, got ${c[f]}`);
+  }
+  if (c.dModel % c.heads !== 0) bad('dModel', `(${c.dModel}) must be a multiple of heads (${c.heads})`);
+  if (c.positions === 'rope' && (c.dModel / c.heads) % 2 !== 0) bad('dModel', 'per head must be even for rotary positions');
+  if (!['layernorm', 'rmsnorm'].includes(c.norm)) bad('norm', `must be layernorm or rmsnorm, got ${c.norm}`);
+  if (!['learned', 'rope'].includes(c.positions)) bad('positions', `must be learned or rope, got ${c.positions}`);
+  if (!ACTIVATIONS.includes(c.activation)) bad('activation', `must be one of ${ACTIVATIONS.join(', ')}, got ${c.activation}`);
+  if (!['f32', 'bf16'].includes(c.expertDtype)) bad('expertDtype', `must be f32 or bf16, got ${c.expertDtype}`);
+  if (!(c.dropout >= 0 && c.dropout < 1)) bad('dropout', `must be in [0, 1), got ${c.dropout}`);
+  if (!Number.isInteger(c.numExperts) || c.numExperts < 0) bad('numExperts', `must be 0 (dense) or a positive integer, got ${c.numExperts}`);
+  if (c.numExperts > 0) {
+    switchLayerConfig({ ...c, dModel: c.dModel, dFF: c.dFF, numExperts: c.numExperts });
+  }
+  return c;
+}

@@ -1,0 +1,108 @@
+// Training data, as nanoGPT's shakespeare_char: a corpus encoded whole, split 90/10 into training
+// and validation, and batches of random windows. Every batch is drawn from an Rng keyed by seed and
+// step (or validation index), so a resumed run sees exactly the data it would have seen.
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Rng } from './rng.js';
+import type { Tokenizer } from './tokenizer.js';
+
+// This module runs as model/data.ts (tests) and as dist/model/data.js (built CLI): one level deeper.
+const corpusCandidates = ['../data/tinyshakespeare.txt', '../../data/tinyshakespeare.txt']
+  .map((relative) => fileURLToPath(new URL(relative, import.meta.url)));
+
+/** Absolute path of the embedded tiny-shakespeare corpus. */
+export const DEFAULT_CORPUS: string = corpusCandidates.find((path) => existsSync(path)) ?? corpusCandidates[0]!;
+
+export function loadCorpus(path: string = DEFAULT_CORPUS): { text: string; source: string } {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    // Node's message repeats the path after the syscall name ("…, open '<path>'"); keep the reason only.
+    const reason = (err as Error).message.replace(/, \w+(?: '.*')?$/, '');
+    throw new Error(`${path}: cannot read (${reason})`);
+  }
+  if (bytes.length === 0) throw new Error(`${path}: the file is empty`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new Error(`${path}: not UTF-8 text (invalid byte sequence near byte ${firstInvalidByte(bytes)})`);
+  }
+  return { text, source: path };
+}
+
+/** Offset of the lead byte of the first ill-formed sequence, by the well-formed table of Unicode §3.9. */
+function firstInvalidByte(bytes: Uint8Array): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    if (b < 0x80) { i++; continue; }
+    let follow: number, low = 0x80, high = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) follow = 1;
+    else if (b >= 0xe0 && b <= 0xef) { follow = 2; if (b === 0xe0) low = 0xa0; if (b === 0xed) high = 0x9f; }
+    else if (b >= 0xf0 && b <= 0xf4) { follow = 3; if (b === 0xf0) low = 0x90; if (b === 0xf4) high = 0x8f; }
+    else return i;
+    for (let k = 1; k <= follow; k++) {
+      const c = bytes[i + k];
+      // Only the second byte has the narrowed range; the rest are plain continuation bytes.
+      if (c === undefined || c < (k === 1 ? low : 0x80) || c > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += follow + 1;
+  }
+  return i;
+}
+
+export interface Dataset { tokenizer: Tokenizer; train: Int32Array; val: Int32Array }
+
+/** Encodes `text` and splits it as nanoGPT's prepare.py: the first int(0.9·n) tokens train, the rest validate. */
+export function makeDataset(text: string, tokenizer: Tokenizer, source?: string): Dataset {
+  const tokens = tokenizer.encode(text);
+  const split = Math.floor(tokens.length * 0.9);
+  if (split === 0 || split === tokens.length) {
+    throw new RangeError(
+      `dataset${source ? ` (${source})` : ''}: ${tokens.length} token${tokens.length === 1 ? '' : 's'} cannot be split into ` +
+      `non-empty training and validation sets; use a longer text`,
+    );
+  }
+  return { tokenizer, train: tokens.subarray(0, split), val: tokens.subarray(split) };
+}
+
+/** Rows of `context` tokens, [batch × context] row-major; targets are the inputs shifted by one token. */
+export interface Batch { inputs: Int32Array; targets: Int32Array; batch: number; context: number }
+
+/** nanoGPT's get_batch: `batch` windows at offsets uniform in [0, data.length − context − 1]. */
+export function sampleBatch(data: Int32Array, batch: number, context: number, rng: Rng): Batch {
+  return draw(data, batch, context, rng, 'data');
+}
+
+/** The training batch of `step`: a function of (seed, step) alone, whatever happened before. */
+export function trainBatch(data: Int32Array, batch: number, context: number, seed: number, step: number): Batch {
+  return draw(data, batch, context, new Rng(seed, step, 'batch'), 'training split');
+}
+
+/** A fixed set of validation batches, so losses from different steps and runs are comparable. */
+export function validationBatches(data: Int32Array, batch: number, context: number, count: number, seed: number): Batch[] {
+  if (!Number.isInteger(count) || count < 0) throw new RangeError(`dataset: count must be a non-negative integer (got ${count})`);
+  return Array.from({ length: count }, (_, j) => draw(data, batch, context, new Rng(seed, j, 'val-batch'), 'validation split'));
+}
+
+function draw(data: Int32Array, batch: number, context: number, rng: Rng, what: string): Batch {
+  for (const [name, value] of [['batch', batch], ['context', context]] as const) {
+    if (!Number.isInteger(value) || value <= 0) throw new RangeError(`dataset: ${name} must be a positive integer (got ${value})`);
+  }
+  // context + 1 tokens make one window; one more guarantees a choice of at least two offsets.
+  if (data.length < context + 2) {
+    throw new RangeError(
+      `dataset: the ${what} has ${data.length} tokens, fewer than context + 2 = ${context + 2}; use a longer text or a shorter context`,
+    );
+  }
+  const offsets = data.length - context;
+  const inputs = new Int32Array(batch * context), targets = new Int32Array(batch * context);
+  for (let row = 0; row < batch; row++) {
+    const start = Math.floor(rng.uniform() * offsets);
+    inputs.set(data.subarray(start, start + context), row * context);
+    targets.set(data.subarray(start + 1, start + context + 1), row * context);
+  }
+  return { inputs, targets, batch, context };
+}

@@ -1,0 +1,17 @@
+// Mean softmax cross-entropy over n rows of logits [n × V], and its gradient.
+import type { Kernels } from '../kernels/index.js';
+
+/** Returns the mean loss; writes d loss / d logits into dLogits (which may alias logits). */
+export function crossEntropy(k: Kernels, logits: Float32Array, targets: Int32Array, n: number, vocab: number,
+  dLogits: Float32Array, lse: Float32Array): number {
+  k.logsumexpRows(logits, lse, n, vocab);
+  let loss = 0;
+  for (let r = 0; r < n; r++) loss += lse[r]! - logits[r * vocab + targets[r]!]!;
+  // d/dlogit = (softmax − onehot) / n
+  for (let r = 0; r < n; r++) {
+    const o = r * vocab, l = lse[r]!;
+    for (let c = 0; c < vocab; c++) dLogits[o + c] = Math.exp(logits[o + c]! - l) / n;
+    dLogits[o + targets[r]!]! -= 1 / n;
+  }
+  return loss / n;
+}

@@ -1,0 +1,294 @@
+// The decoder-only Switch Transformer language model, forward and backward.
+//   x = wte[tokens] (+ wpe[positions])
+//   for each layer: x += attn(norm₁(x));  x += ffn(norm₂(x))   (ffn: a Switch layer every sparseStep-th layer)
+//   logits = norm_f(x) · wteᵀ                                   (the embedding is tied to the head)
+// Loss: cross-entropy + each Switch layer's aux and z losses. Where a Switch layer computes (this
+// thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
+import type { Kernels } from '../kernels/index.js';
+import { type AttentionCache, attentionBackward, attentionForward, ropeTables } from './attention.js';
+import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
+import type { LinearParams } from './linear.js';
+import { crossEntropy } from './loss.js';
+import { type MlpCache, type MlpParams, mlpBackward, mlpForward } from './mlp.js';
+import { layerNormBackward, layerNormForward, rmsNormBackward, rmsNormForward } from './norm.js';
+import { type Param, ParamSet } from './params.js';
+import { Rng } from './rng.js';
+import { type ForwardOptions, SwitchLayer, type SwitchLayerInit, type SwitchStats, type SwitchWeights } from './switch-layer.js';
+import { Workspace } from './workspace.js';
+
+/** What the model needs of a Switch layer: the in-process SwitchLayer, or the engine's threaded one. */
+export interface SwitchBlock {
+  readonly weights: SwitchWeights;
+  readonly grads: SwitchWeights;
+  forward(x: Float32Array, tokens: number, options: ForwardOptions): { y: Float32Array; stats: SwitchStats } | Promise<{ y: Float32Array; stats: SwitchStats }>;
+  backward(dy: Float32Array): Float32Array | Promise<Float32Array>;
+  dispose(): void | Promise<void>;
+}
+
+export type SwitchFactory = (options: SwitchLayerOptions, init: SwitchLayerInit) => SwitchBlock;
+
+export interface TokenBatch { inputs: Int32Array; targets?: Int32Array; batch: number; context: number }
+
+export interface ForwardResult {
+  /** Cross-entropy + aux + z (NaN without targets). */
+  loss: number;
+  crossEntropy: number;
+  auxLoss: number;
+  zLoss: number;
+  /** [B·T × V], valid until the next forward. */
+  logits: Float32Array;
+  /** One entry per Switch layer. */
+  switchStats: SwitchStats[];
+}
+
+interface NormParams { gain: Param; bias?: Param }
+interface Layer {
+  index: number;
+  norm1: NormParams;
+  qkv: LinearParams;
+  proj: LinearParams;
+  norm2: NormParams;
+  mlp?: MlpParams;
+  moe?: SwitchBlock;
+}
+interface NormCache { x: Float32Array; rstd: Float32Array; mean: Float32Array }
+interface LayerCache {
+  n1: NormCache; attn: AttentionCache; attnMask?: Float32Array;
+  n2: NormCache; mlp?: MlpCache; ffnMask?: Float32Array;
+}
+
+export class Transformer {
+  readonly config: ModelConfig;
+  readonly params: ParamSet;
+  readonly layers: Layer[] = [];
+  private readonly k: Kernels;
+  private readonly seed: number;
+  private readonly wte: Param;
+  private readonly wpe?: Param;
+  private readonly normF: NormParams;
+  private readonly rope?: { cos: Float32Array; sin: Float32Array };
+  private readonly ws: Workspace;
+  private cache?: {
+    batch: TokenBatch; inputs: Int32Array; embedMask?: Float32Array; layers: LayerCache[];
+    nf: NormCache; hF: Float32Array; dLogits?: Float32Array; training: boolean; step: number;
+  };
+
+  constructor(kernels: Kernels, config: ModelConfig, options: { seed?: number; switchFactory?: SwitchFactory } = {}) {
+    this.config = checkModelConfig(config);
+    this.k = kernels;
+    this.seed = options.seed ?? 0;
+    this.ws = new Workspace(kernels);
+    this.params = new ParamSet(kernels);
+    const c = config, d = c.dModel, f = c.dFF;
+    const makeSwitch = options.switchFactory ?? ((o, init) => new SwitchLayer(kernels, o, init));
+    const add = (name: string, shape: number[], fanIn?: number) =>
+      this.params.add(name, shape, fanIn === undefined ? { kind: 'ones' } : { kind: 'reduced', fanIn }, this.seed);
+    const zeros = (name: string, size: number) => this.params.add(name, [size], { kind: 'zeros' }, this.seed);
+    const linear = (name: string, inF: number, outF: number): LinearParams => {
+      const w = add(`${name}.weight`, [inF, outF], inF);
+      const b = c.bias ? zeros(`${name}.bias`, outF) : undefined;
+      return { w: w.data, dw: w.grad, ...(b && { b: b.data, db: b.grad }) };
+    };
+    const norm = (name: string): NormParams => ({
+      gain: add(`${name}.weight`, [d]),
+      ...(c.norm === 'layernorm' && c.bias && { bias: zeros(`${name}.bias`, d) }),
+    });
+
+    this.wte = add('embed.weight', [c.vocabSize, d], d);
+    if (c.positions === 'learned') this.wpe = add('pos.weight', [c.context, d], d);
+    else this.rope = ropeTables(c.context, d / c.heads);
+    for (let i = 0; i < c.layers; i++) {
+      const at = `layers.${i}`;
+      const layer: Layer = {
+        index: i, norm1: norm(`${at}.norm1`), qkv: linear(`${at}.attn.qkv`, d, 3 * d), proj: linear(`${at}.attn.proj`, d, d),
+        norm2: norm(`${at}.norm2`),
+      };
+      if (isSparseLayer(c, i)) {
+        const moe = makeSwitch({
+          dModel: d, dFF: f, numExperts: c.numExperts, topK: c.topK, capacityFactor: c.capacityFactor, activation: c.activation,
+          auxLossCoef: c.auxLossCoef, zLossCoef: c.zLossCoef, normalizeTopK: c.normalizeTopK, routerJitter: c.routerJitter,
+          expertDropout: c.expertDropout,
+        }, { seed: this.seed, layerIndex: i });
+        const E = c.numExperts;
+        const shapes: Record<keyof SwitchWeights, number[]> = { router: [d, E], wIn: [E, d, f], wOut: [E, f, d], wGate: [E, d, f] };
+        for (const key of ['router', 'wIn', 'wGate', 'wOut'] as const) {
+          const data = moe.weights[key];
+          if (!data) continue;
+          const name = `${at}.moe.${{ router: 'router', wIn: 'w_in', wGate: 'w_gate', wOut: 'w_out' }[key]}`;
+          const bf16 = c.expertDtype === 'bf16' && key !== 'router'; // the router stays float32 always
+          this.params.adopt({
+            name, shape: shapes[key], grad: moe.grads[key]!, decay: true,
+            ...(bf16 ? { data: Float32Array.from(data), compute: data } : { data }),
+          });
+        }
+        layer.moe = moe;
+      } else {
+        layer.mlp = {
+          up: linear(`${at}.mlp.up`, d, f), down: linear(`${at}.mlp.down`, f, d),
+          ...(c.activation === 'swiglu' && { gate: linear(`${at}.mlp.gate`, d, f) }),
+        };
+      }
+      this.layers.push(layer);
+    }
+    this.normF = norm('norm');
+    this.syncComputeCopies();
+  }
+
+  /** After the optimizer updates the float32 masters: refresh the bfloat16 compute copies. */
+  syncComputeCopies(): void {
+    for (const p of this.params.list) {
+      if (!p.compute) continue;
+      p.compute.set(p.data);
+      roundToBF16(p.compute);
+    }
+  }
+
+  async forward(batch: TokenBatch, options: ForwardOptions = {}): Promise<ForwardResult> {
+    const c = this.config, d = c.dModel, V = c.vocabSize;
+    const { batch: B, context: T } = batch;
+    if (T > c.context) throw new RangeError(`model: ${T} tokens exceed the context of ${c.context}`);
+    const N = B * T;
+    if (batch.inputs.length !== N) throw new RangeError(`model: inputs have ${batch.inputs.length} tokens, expected ${B} × ${T}`);
+    for (const t of batch.inputs) if (!(t >= 0 && t < V)) throw new RangeError(`model: token ${t} is outside the vocabulary of ${V}`);
+    const training = options.training ?? false, step = options.step ?? 0;
+    this.ws.release();
+    const ws = this.ws, k = this.k;
+
+    const inputs = ws.i32(N);
+    inputs.set(batch.inputs);
+    let x = ws.scratch(N * d);
+    k.gatherRows(this.wte.data, inputs, N, d, x);
+    if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) x[n * d + j]! += this.wpe.data[(n % T) * d + j]!;
+    const embedMask = this.dropout(x, training, step, -1, 'embed');
+
+    const layerCaches: LayerCache[] = [];
+    const switchStats: SwitchStats[] = [];
+    let auxLoss = 0, zLoss = 0;
+    const shape = { batch: B, time: T, heads: c.heads, d };
+    for (const layer of this.layers) {
+      const n1 = this.norm(layer.norm1, x, N);
+      const a = ws.scratch(N * d);
+      const attn = attentionForward(k, ws, shape, layer.qkv, layer.proj, n1.out, this.rope, a);
+      const attnMask = this.dropout(a, training, step, layer.index, 'attn');
+      const x1 = ws.scratch(N * d);
+      for (let i = 0; i < x1.length; i++) x1[i] = x[i]! + a[i]!;
+
+      const n2 = this.norm(layer.norm2, x1, N);
+      let fOut: Float32Array;
+      let mlp: MlpCache | undefined;
+      if (layer.moe) {
+        const { y, stats } = await layer.moe.forward(n2.out, N, { training, step });
+        fOut = y;
+        switchStats.push(stats);
+        auxLoss += stats.auxLoss;
+        zLoss += stats.zLoss;
+      } else {
+        fOut = ws.scratch(N * d);
+        mlp = mlpForward(k, ws, layer.mlp!, c.activation, n2.out, N, d, c.dFF, fOut);
+      }
+      const ffnMask = this.dropout(fOut, training, step, layer.index, 'ffn');
+      const x2 = ws.scratch(N * d);
+      for (let i = 0; i < x2.length; i++) x2[i] = x1[i]! + fOut[i]!;
+      layerCaches.push({
+        n1: n1.cache, attn, ...(attnMask && { attnMask }), n2: n2.cache, ...(mlp && { mlp }), ...(ffnMask && { ffnMask }),
+      });
+      x = x2;
+    }
+    const nf = this.norm(this.normF, x, N);
+    const logits = ws.scratch(N * V);
+    k.gemm('nt', N, V, d, nf.out, this.wte.data, logits, false);
+
+    let ce = NaN;
+    let dLogits: Float32Array | undefined;
+    if (batch.targets) {
+      if (batch.targets.length !== N) throw new RangeError(`model: targets have ${batch.targets.length} tokens, expected ${N}`);
+      dLogits = ws.scratch(N * V);
+      ce = crossEntropy(k, logits, batch.targets, N, V, dLogits, ws.scratch(N));
+    }
+    this.cache = {
+      batch, inputs, ...(embedMask && { embedMask }), layers: layerCaches, nf: nf.cache, hF: nf.out,
+      ...(dLogits && { dLogits }), training, step,
+    };
+    return { loss: ce + auxLoss + zLoss, crossEntropy: ce, auxLoss, zLoss, logits, switchStats };
+  }
+
+  /** Gradients of the last forward's loss into every parameter's grad (zeroed first). */
+  async backward(): Promise<void> {
+    const s = this.cache;
+    if (!s?.dLogits) throw new Error('model: backward needs a forward with targets first');
+    const c = this.config, d = c.dModel, V = c.vocabSize, k = this.k, ws = this.ws;
+    const { batch: B, context: T } = s.batch;
+    const N = B * T;
+    this.params.zeroGrads();
+
+    k.gemm('tn', V, d, N, s.dLogits, s.hF, this.wte.grad, true); // the head's half of the tied embedding
+    const dhF = ws.scratch(N * d);
+    k.gemm('nn', N, d, V, s.dLogits, this.wte.data, dhF, false);
+    const dx = ws.f32(N * d);
+    this.normBackward(this.normF, s.nf, dhF, N, dx, false);
+
+    const shape = { batch: B, time: T, heads: c.heads, d };
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const layer = this.layers[i]!, lc = s.layers[i]!;
+      // x₂ = x₁ + drop(ffn(norm₂(x₁))): the residual passes dx through; the branch adds its own.
+      const dF = masked(ws, dx, lc.ffnMask);
+      const dH2 = layer.moe ? await layer.moe.backward(dF) : mlpBackward(k, ws, layer.mlp!, c.activation, lc.mlp!, dF, N, d, c.dFF);
+      this.normBackward(layer.norm2, lc.n2, dH2, N, dx, true);
+      const dA = masked(ws, dx, lc.attnMask);
+      const dH1 = attentionBackward(k, ws, shape, layer.qkv, layer.proj, lc.attn, this.rope, dA);
+      this.normBackward(layer.norm1, lc.n1, dH1, N, dx, true);
+    }
+    const dEmbed = masked(ws, dx, s.embedMask);
+    k.scatterAddRows(dEmbed, s.inputs, N, d, this.wte.grad);
+    if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) this.wpe.grad[(n % T) * d + j]! += dEmbed[n * d + j]!;
+  }
+
+  async dispose(): Promise<void> {
+    this.ws.release();
+    for (const layer of this.layers) await layer.moe?.dispose();
+  }
+
+  private norm(p: NormParams, x: Float32Array, n: number): { out: Float32Array; cache: NormCache } {
+    const d = this.config.dModel;
+    const out = this.ws.scratch(n * d), rstd = this.ws.scratch(n), mean = this.ws.scratch(n);
+    if (this.config.norm === 'layernorm') layerNormForward(x, n, d, p.gain.data, p.bias?.data, out, rstd, mean);
+    else rmsNormForward(x, n, d, p.gain.data, out, rstd);
+    return { out, cache: { x, rstd, mean } };
+  }
+
+  /** Backward of a norm whose output gradient is dy: writes (or adds, `accumulate`) into dx. */
+  private normBackward(p: NormParams, c: NormCache, dy: Float32Array, n: number, dx: Float32Array, accumulate: boolean): void {
+    const d = this.config.dModel;
+    const out = accumulate ? this.ws.scratch(n * d) : dx;
+    if (this.config.norm === 'layernorm') layerNormBackward(c.x, n, d, p.gain.data, c.rstd, c.mean, dy, out, p.gain.grad, p.bias?.grad);
+    else rmsNormBackward(c.x, n, d, p.gain.data, c.rstd, dy, out, p.gain.grad);
+    if (accumulate) for (let i = 0; i < dx.length; i++) dx[i]! += out[i]!;
+  }
+
+  /** Inverted dropout in place; returns the mask (0 or 1/(1−rate)) for backward, or nothing when off. */
+  private dropout(x: Float32Array, training: boolean, step: number, layer: number, purpose: string): Float32Array | undefined {
+    const rate = this.config.dropout;
+    if (!training || rate === 0) return undefined;
+    const rng = new Rng(this.seed, step, layer, purpose);
+    const mask = this.ws.scratch(x.length), keep = 1 / (1 - rate);
+    for (let i = 0; i < x.length; i++) { mask[i] = rng.uniform() < rate ? 0 : keep; x[i]! *= mask[i]!; }
+    return mask;
+  }
+}
+
+function masked(ws: Workspace, g: Float32Array, mask: Float32Array | undefined): Float32Array {
+  if (!mask) return g;
+  const out = ws.scratch(g.length);
+  for (let i = 0; i < g.length; i++) out[i] = g[i]! * mask[i]!;
+  return out;
+}
+
+/** Rounds float32 values to the nearest bfloat16 (ties to even), in place. */
+export function roundToBF16(values: Float32Array): void {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    if ((b & 0x7f800000) === 0x7f800000) continue; // Inf and NaN stay
+    bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+}
