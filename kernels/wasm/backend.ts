@@ -3,7 +3,7 @@
 // instantiated against an Arena's shared memory.
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
-import { Arena } from '../arena.js';
+import type { Arena } from '../arena.js';
 import { type GemmForm, type Kernels, requireLength } from '../kernels.js';
 
 export type WasmVariant = 'simd' | 'relaxed-simd';
@@ -162,12 +162,13 @@ function checkRows(what: string, index: Int32Array, count: number, cols: number,
   }
 }
 
-let fastest: WasmVariant | undefined;
-
 /**
- * The variant to run on this machine: relaxed SIMD's fused multiply-add where this Node compiles
- * it and it measures faster on a 256³ GEMM (it does wherever the CPU has FMA; without FMA, V8
- * lowers it to a multiply and an add), else plain SIMD. SWITCHYARD_WASM_VARIANT overrides.
+ * The variant to run: relaxed SIMD wherever this Node compiles it and the CPU fuses multiply-add
+ * (every arm64 CPU; x86-64 with FMA3, read from /proc/cpuinfo on Linux), else plain SIMD.
+ * Measured on this project's Ice Lake machines, FMA runs GEMM 1.5–1.6× faster (docs/kernels.md);
+ * without FMA, V8 lowers relaxed_madd to a multiply and an add, no faster than plain SIMD.
+ * Decided from the machine, not by timing it, so every run on a machine rounds the same way
+ * (a run's loss curve is reproducible) however busy the machine is. SWITCHYARD_WASM_VARIANT overrides.
  */
 export function fastestVariant(): WasmVariant {
   const forced = process.env.SWITCHYARD_WASM_VARIANT;
@@ -177,22 +178,15 @@ export function fastestVariant(): WasmVariant {
     }
     return forced as WasmVariant;
   }
-  if (fastest) return fastest;
-  if (!kernelModule('relaxed-simd')) return (fastest = 'simd');
-  // Interleaved rounds, fastest of each: noise from other tenants only ever slows a run down.
-  const arena = new Arena(8 * 1024 * 1024);
-  const n = 256;
-  const contenders = (['simd', 'relaxed-simd'] as const).map((variant) => {
-    const k = new WasmKernels(arena, variant);
-    return { variant, k, a: k.allocF32(n * n).fill(0.5), b: k.allocF32(n * n).fill(0.25), c: k.allocF32(n * n), best: Infinity };
-  });
-  for (let round = 0; round < 5; round++) {
-    for (const x of contenders) {
-      const start = performance.now();
-      x.k.gemm('nn', n, n, n, x.a, x.b, x.c, false);
-      x.best = Math.min(x.best, performance.now() - start);
-    }
+  return kernelModule('relaxed-simd') && cpuHasFma() ? 'relaxed-simd' : 'simd';
+}
+
+function cpuHasFma(): boolean {
+  if (process.arch === 'arm64') return true;
+  if (process.arch !== 'x64') return false;
+  try {
+    return /^flags\s*:.*\bfma\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return true; // not Linux: every x86-64 Mac and current PC CPU has FMA3
   }
-  const [simd, relaxed] = contenders as [typeof contenders[0], typeof contenders[0]];
-  return (fastest = relaxed.best <= simd.best ? 'relaxed-simd' : 'simd');
 }
