@@ -22,6 +22,11 @@ export interface EngineOptions extends SwitchLayerOptions {
   timeoutMs?: number;
   /** WebAssembly variant; default: the fastest on this machine. */
   variant?: WasmVariant;
+  /**
+   * Kernels and workers to share with other Switch layers of a model (one pool serves them all;
+   * the layers' weights live in the same memory). Without it the engine makes and owns its own.
+   */
+  shared?: { kernels: WasmKernels; pool: WorkerPool };
 }
 
 export interface WorkerTiming {
@@ -48,17 +53,18 @@ export class SwitchEngine {
   readonly kernels: WasmKernels;
   readonly placement: Placement;
   private readonly pool: WorkerPool;
+  private readonly ownsPool: boolean;
   private readonly faults = new Map<number, Fault>();
   private clock = { start: 0, criticalMs: 0, messagingMs: 0, bytes: 0, busy: [] as number[], idle: [] as number[] };
   private timing: StepTiming | undefined;
 
   constructor(options: EngineOptions) {
-    const { workers = availableParallelism(), seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant, ...layerOptions } = options;
-    const arena = new Arena();
-    this.kernels = new WasmKernels(arena, variant ?? fastestVariant());
+    const { workers = availableParallelism(), seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant, shared, ...layerOptions } = options;
+    this.ownsPool = !shared;
+    this.kernels = shared?.kernels ?? new WasmKernels(new Arena(), variant ?? fastestVariant());
+    this.pool = shared?.pool ?? WorkerPool.forKernels(this.kernels, workers, timeoutMs);
     this.layer = new SwitchLayer(this.kernels, layerOptions, { ...(seed !== undefined && { seed }), ...(layerIndex !== undefined && { layerIndex }) });
-    this.placement = new Placement(this.layer.config.numExperts, workers, rebalanceEvery);
-    this.pool = new WorkerPool({ arena, variant: this.kernels.variant, workers, timeoutMs, scratchBytes: this.kernels.scratchBytes });
+    this.placement = new Placement(this.layer.config.numExperts, this.pool.size, rebalanceEvery);
   }
 
   get config() { return this.layer.config; }
@@ -101,9 +107,9 @@ export class SwitchEngine {
     this.faults.set(w, fault);
   }
 
-  /** Ends every worker thread and frees the layer. */
+  /** Frees the layer, and ends the worker threads unless they are shared. */
   async close(): Promise<void> {
-    await this.pool.close();
+    if (this.ownsPool) await this.pool.close();
     this.layer.dispose();
   }
 

@@ -5,7 +5,7 @@
 import { serialize } from 'node:v8';
 import { Piscina } from 'piscina';
 import type { Arena } from '../kernels/arena.js';
-import type { WasmVariant } from '../kernels/wasm/backend.js';
+import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
 import { compiledScript, threadExecArgv } from './compiled-script.js';
 import type { ExpertWorkerData } from './expert-worker.js';
 import type { StepMessage, WorkerReport } from './messages.js';
@@ -28,6 +28,11 @@ export class WorkerPool {
   private readonly scratch: number[];
   private readonly arena: Arena;
   private readonly timeoutMs: number;
+
+  /** Workers computing in the memory of `kernels`, with the same kernel variant (so the same rounding). */
+  static forKernels(kernels: WasmKernels, workers: number, timeoutMs: number): WorkerPool {
+    return new WorkerPool({ arena: kernels.arena, variant: kernels.variant, workers, timeoutMs, scratchBytes: kernels.scratchBytes });
+  }
 
   constructor(o: WorkerPoolOptions) {
     if (!Number.isInteger(o.workers) || o.workers < 1) throw new RangeError(`engine: workers must be a positive integer, got ${o.workers}`);

@@ -5,6 +5,7 @@
 // Loss: cross-entropy + each Switch layer's aux and z losses. Where a Switch layer computes (this
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
 import type { Kernels } from '../kernels/index.js';
+import { toBF16Precision } from './checkpoint.js';
 import { type AttentionCache, attentionBackward, attentionForward, ropeTables } from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import type { LinearParams } from './linear.js';
@@ -139,7 +140,7 @@ export class Transformer {
     for (const p of this.params.list) {
       if (!p.compute) continue;
       p.compute.set(p.data);
-      roundToBF16(p.compute);
+      toBF16Precision(p.compute);
     }
   }
 
@@ -281,14 +282,4 @@ function masked(ws: Workspace, g: Float32Array, mask: Float32Array | undefined):
   const out = ws.scratch(g.length);
   for (let i = 0; i < g.length; i++) out[i] = g[i]! * mask[i]!;
   return out;
-}
-
-/** Rounds float32 values to the nearest bfloat16 (ties to even), in place. */
-export function roundToBF16(values: Float32Array): void {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < bits.length; i++) {
-    const b = bits[i]!;
-    if ((b & 0x7f800000) === 0x7f800000) continue; // Inf and NaN stay
-    bits[i] = ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
-  }
 }
