@@ -43,6 +43,18 @@ export interface Kernels {
   /** out[index[i], :] += scale[i] · src[i, :] for i < count (scale omitted: 1). */
   scatterAddRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
     scale?: Float32Array): void;
+
+  /** Σ x². */
+  sumSquares(x: Float32Array): number;
+  /** One AdamW update of w from g, in place in w, m, v (see AdamHyper). */
+  adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamHyper): void;
+}
+
+/**
+ * g' = g·clip; m = β₁m + (1−β₁)g'; v = β₂v + (1−β₂)g'²; w = w·decay − lr·(m/correct1)/(√(v/correct2) + eps).
+ */
+export interface AdamHyper {
+  lr: number; beta1: number; beta2: number; correct1: number; correct2: number; decay: number; clip: number; eps: number;
 }
 
 /** Throws unless `array` holds at least `length` elements; every backend checks the same way. */

@@ -1,6 +1,6 @@
 // Plain TypeScript kernels: the oracle the tests hold every other backend to. Loops as the math
 // reads, float64 accumulation, no blocking, no SIMD.
-import { type GemmForm, type Kernels, requireLength } from './kernels.js';
+import { type AdamHyper, type GemmForm, type Kernels, requireLength } from './kernels.js';
 
 /** erf(x), from erfc's Chebyshev fit (Numerical Recipes, 6.2): relative error of erfc < 1.2e-7. */
 export function erf(x: number): number {
@@ -96,6 +96,22 @@ export class ReferenceKernels implements Kernels {
       const row = index[i]!;
       if (!(row >= 0 && (row + 1) * cols <= out.length)) throw new RangeError(`scatterAddRows: index[${i}] = ${row} is out of range`);
       for (let c = 0; c < cols; c++) out[row * cols + c] = out[row * cols + c]! + s * src[i * cols + c]!;
+    }
+  }
+
+  sumSquares(x: Float32Array): number {
+    let sum = 0;
+    for (const v of x) sum += v * v;
+    return sum;
+  }
+
+  adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamHyper): void {
+    for (const a of [g, m, v]) requireLength('adamw', a, w.length);
+    for (let i = 0; i < w.length; i++) {
+      const gi = g[i]! * h.clip;
+      m[i] = h.beta1 * m[i]! + (1 - h.beta1) * gi;
+      v[i] = h.beta2 * v[i]! + (1 - h.beta2) * gi * gi;
+      w[i] = w[i]! * h.decay - (h.lr * (m[i]! / h.correct1)) / (Math.sqrt(v[i]! / h.correct2) + h.eps);
     }
   }
 }

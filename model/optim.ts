@@ -1,5 +1,6 @@
 // AdamW with nanoGPT's schedule: linear warm-up, then cosine decay to the minimum learning rate,
 // and clipping of the global gradient norm. Decoupled weight decay on matrices only.
+import type { Kernels } from '../kernels/index.js';
 import type { TrainConfig } from './config.js';
 import type { Param } from './params.js';
 
@@ -17,32 +18,25 @@ export class AdamW {
   /** Updates applied so far (Adam's t). */
   t = 0;
 
-  constructor(private readonly params: Param[], private readonly c: TrainConfig) {
-    this.m = params.map((p) => new Float32Array(p.data.length));
-    this.v = params.map((p) => new Float32Array(p.data.length));
+  constructor(private readonly kernels: Kernels, private readonly params: Param[], private readonly c: TrainConfig) {
+    this.m = params.map((p) => kernels.allocF32(p.data.length).fill(0));
+    this.v = params.map((p) => kernels.allocF32(p.data.length).fill(0));
   }
 
   /** One update at training step `step`. Returns the learning rate used and the gradient norm before clipping. */
   step(step: number): { lr: number; gradNorm: number } {
     const c = this.c;
-    let sq = 0;
-    for (const p of this.params) for (let i = 0; i < p.grad.length; i++) sq += p.grad[i]! * p.grad[i]!;
-    const gradNorm = Math.sqrt(sq);
+    const gradNorm = Math.sqrt(this.params.reduce((sum, p) => sum + this.kernels.sumSquares(p.grad), 0));
     if (!Number.isFinite(gradNorm)) throw new Error(`optimizer: the gradient norm is ${gradNorm} at step ${step}; training diverged`);
     const clip = c.gradClip > 0 && gradNorm > c.gradClip ? c.gradClip / gradNorm : 1;
     const lr = learningRate(c, step);
     this.t++;
-    const b1 = c.beta1, b2 = c.beta2;
-    const correct1 = 1 - Math.pow(b1, this.t), correct2 = 1 - Math.pow(b2, this.t);
+    const hyper = {
+      lr, beta1: c.beta1, beta2: c.beta2, clip, eps: 1e-8,
+      correct1: 1 - Math.pow(c.beta1, this.t), correct2: 1 - Math.pow(c.beta2, this.t),
+    };
     this.params.forEach((p, j) => {
-      const m = this.m[j]!, v = this.v[j]!, w = p.data, g = p.grad;
-      const decay = p.decay ? 1 - lr * c.weightDecay : 1;
-      for (let i = 0; i < w.length; i++) {
-        const gi = g[i]! * clip;
-        m[i] = b1 * m[i]! + (1 - b1) * gi;
-        v[i] = b2 * v[i]! + (1 - b2) * gi * gi;
-        w[i] = w[i]! * decay - (lr * (m[i]! / correct1)) / (Math.sqrt(v[i]! / correct2) + 1e-8);
-      }
+      this.kernels.adamw(p.data, p.grad, this.m[j]!, this.v[j]!, { ...hyper, decay: p.decay ? 1 - lr * c.weightDecay : 1 });
     });
     return { lr, gradNorm };
   }

@@ -119,7 +119,7 @@ export class Transformer {
           const bf16 = c.expertDtype === 'bf16' && key !== 'router'; // the router stays float32 always
           this.params.adopt({
             name, shape: shapes[key], grad: moe.grads[key]!, decay: true,
-            ...(bf16 ? { data: Float32Array.from(data), compute: data } : { data }),
+            ...(bf16 ? { data: copyOf(kernels, data), compute: data } : { data }),
           });
         }
         layer.moe = moe;
@@ -275,6 +275,12 @@ export class Transformer {
     for (let i = 0; i < x.length; i++) { mask[i] = rng.uniform() < rate ? 0 : keep; x[i]! *= mask[i]!; }
     return mask;
   }
+}
+
+function copyOf(k: Kernels, a: Float32Array): Float32Array {
+  const copy = k.allocF32(a.length);
+  copy.set(a);
+  return copy;
 }
 
 function masked(ws: Workspace, g: Float32Array, mask: Float32Array | undefined): Float32Array {

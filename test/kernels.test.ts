@@ -130,6 +130,22 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
     }
   });
 
+  it('sum of squares and the AdamW update match the reference', () => {
+    const rng = new Rng('adam');
+    for (const n of [1, 3, 17, 1030, 5000]) {
+      const w = random(k, n, rng), g = random(k, n, rng), m = random(k, n, rng, 0.1), v = k.allocF32(n);
+      for (let i = 0; i < n; i++) v[i] = rng.uniform() * 0.01;
+      expect(Math.abs(k.sumSquares(g) - reference.sumSquares(new Float32Array(g))) / reference.sumSquares(new Float32Array(g))).toBeLessThan(1e-6);
+      const [rw, rm, rv] = [new Float32Array(w), new Float32Array(m), new Float32Array(v)];
+      const h = { lr: 1e-3, beta1: 0.9, beta2: 0.99, correct1: 0.1, correct2: 0.01, decay: 0.9999, clip: 0.5, eps: 1e-8 };
+      k.adamw(w, g, m, v, h);
+      reference.adamw(rw, new Float32Array(g), rm, rv, h);
+      expect(relativeError(w, rw), `w n=${n}`).toBeLessThan(1e-6);
+      expect(relativeError(m, rm), `m n=${n}`).toBeLessThan(1e-6);
+      expect(relativeError(v, rv), `v n=${n}`).toBeLessThan(1e-6);
+    }
+  });
+
   it('rejects arrays outside its memory and out-of-range row indices by name', () => {
     const outside = new Float32Array(16);
     const inside = k.allocF32(16);

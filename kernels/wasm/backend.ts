@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import type { Arena } from '../arena.js';
-import { type GemmForm, type Kernels, requireLength } from '../kernels.js';
+import { type AdamHyper, type GemmForm, type Kernels, requireLength } from '../kernels.js';
 
 export type WasmVariant = 'simd' | 'relaxed-simd';
 export const WASM_VARIANTS: readonly WasmVariant[] = ['simd', 'relaxed-simd'];
@@ -27,6 +27,9 @@ interface KernelExports {
   logsumexpRows(x: number, out: number, rows: number, cols: number): void;
   gatherRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
   scatterAddRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
+  sumSquares(x: number, n: number): number;
+  adamw(w: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number,
+    correct1: number, correct2: number, decay: number, clip: number, eps: number): void;
 }
 
 const modules = new Map<WasmVariant, WebAssembly.Module | null>();
@@ -124,6 +127,16 @@ export class WasmKernels implements Kernels {
     scale?: Float32Array): void {
     checkRows('scatterAddRows', index, count, cols, scale, src.length, out.length);
     this.k.scatterAddRows(this.ptr(src), this.ptr(index), scale ? this.ptr(scale) : 0, this.ptr(out), count, cols);
+  }
+
+  sumSquares(x: Float32Array): number {
+    return this.k.sumSquares(this.ptr(x), x.length);
+  }
+
+  adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamHyper): void {
+    for (const a of [g, m, v]) requireLength('adamw', a, w.length);
+    this.k.adamw(this.ptr(w), this.ptr(g), this.ptr(m), this.ptr(v), w.length, h.lr, h.beta1, h.beta2,
+      h.correct1, h.correct2, h.decay, h.clip, h.eps);
   }
 
   private unary(f: (x: number, out: number, n: number) => void, x: Float32Array, out: Float32Array): void {

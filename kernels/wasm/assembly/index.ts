@@ -2,3 +2,4 @@
 export { gemm, gemmScratchBytes } from './gemm';
 export { relu, reluBackward, gelu, geluBackward, silu, siluBackward, swiglu, swigluBackward } from './activations';
 export { softmaxRows, logsumexpRows, gatherRows, scatterAddRows } from './rows';
+export { sumSquares, adamw } from './optim';

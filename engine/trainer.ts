@@ -1,0 +1,158 @@
+// Training a Switch Transformer language model: data, model, AdamW, validation, the run log and
+// checkpoints. The Switch layers run on the expert workers (engine); everything else in this thread.
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Arena } from '../kernels/arena.js';
+import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { type ModelConfig, PRESETS, type TrainConfig } from '../model/config.js';
+import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from '../model/data.js';
+import { AdamW } from '../model/optim.js';
+import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from '../model/tokenizer.js';
+import { type SwitchFactory, Transformer } from '../model/transformer.js';
+import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './runs.js';
+import { SwitchEngine } from './switch-engine.js';
+import { WorkerPool } from './worker-pool.js';
+
+export type PresetName = keyof typeof PRESETS;
+
+export interface TrainOptions {
+  preset?: PresetName;
+  model?: Partial<ModelConfig>;
+  train?: Partial<TrainConfig>;
+  /** A UTF-8 text file; default: the embedded tiny-shakespeare. */
+  data?: string;
+  tokenizer?: TokenizerKind;
+  /** The run folder. */
+  out: string;
+  /** Continue the run in `out` from its checkpoint. */
+  resume?: boolean;
+  /** Expert worker threads; 0 runs the Switch layers in this thread. Default: one per core. */
+  workers?: number;
+  /** Called after every step. */
+  onStep?: (report: StepReport) => void;
+  /** Aborting stops after the current step, with a checkpoint. */
+  signal?: AbortSignal;
+}
+
+export interface StepReport {
+  step: number;
+  steps: number;
+  loss: number;
+  crossEntropy: number;
+  /** On the steps where validation ran. */
+  valLoss?: number;
+  lr: number;
+  gradNorm: number;
+  tokensPerS: number;
+  elapsedS: number;
+  /** Fraction of token assignments over capacity, over all Switch layers. */
+  droppedFraction: number;
+  /** Per Switch layer, the share of tokens each expert received as first choice. */
+  expertLoad: number[][];
+}
+
+export interface TrainResult { dir: string; stepsDone: number; stopped: boolean; lastLoss: number; valLoss: number }
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const files = runFiles(o.out);
+  let config: RunConfig;
+  if (o.resume) {
+    config = readRunConfig(o.out);
+  } else {
+    if (existsSync(files.checkpoint)) throw new Error(`${o.out} already holds a run; pass --resume to continue it, or choose another --out`);
+    const preset = PRESETS[o.preset ?? 'tiny'];
+    if (!preset) throw new Error(`unknown preset '${o.preset}' (use ${Object.keys(PRESETS).join(', ')})`);
+    const { text } = loadCorpus(o.data);
+    const tokenizer = (o.tokenizer ?? 'char') === 'char' ? charTokenizer(text) : byteTokenizer();
+    config = {
+      format: 'switchyard-run-1',
+      model: { ...preset.model, ...o.model, vocabSize: tokenizer.vocabSize },
+      train: { ...preset.train, ...o.train },
+      tokenizer: tokenizer.spec(),
+      data: o.data ?? DEFAULT_CORPUS,
+    };
+  }
+  const t = config.train;
+  const tokenizer = tokenizerFromSpec(config.tokenizer);
+  const data = makeDataset(loadCorpus(config.data).text, tokenizer, config.data);
+  const B = t.batch, T = config.model.context;
+  const valBatches = validationBatches(data.val, B, T, t.evalBatches, t.seed);
+
+  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
+  const workers = o.workers ?? availableParallelism();
+  const pool = config.model.numExperts > 0 && workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
+  const switchFactory: SwitchFactory | undefined = pool
+    && ((options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }));
+  const model = new Transformer(kernels, config.model, { seed: t.seed, ...(switchFactory && { switchFactory }) });
+  const optimizer = new AdamW(kernels, model.params.list, t);
+  try {
+    mkdirSync(o.out, { recursive: true });
+    let start = 0;
+    if (o.resume) {
+      start = loadCheckpoint(o.out, model, optimizer);
+      keepLogBefore(files.log, start);
+    } else {
+      writeRunConfig(o.out, config);
+      writeFileSync(files.log, '');
+    }
+
+    const began = performance.now();
+    let lastLoss = NaN, valLoss = NaN, step = start;
+    for (; step < t.steps && !o.signal?.aborted; step++) {
+      const stepBegan = performance.now();
+      const batch = trainBatch(data.train, B, T, t.seed, step);
+      const out = await model.forward(batch, { training: true, step });
+      await model.backward();
+      const { lr, gradNorm } = optimizer.step(step);
+      model.syncComputeCopies();
+      lastLoss = out.loss;
+      const seconds = (performance.now() - stepBegan) / 1000;
+      const last = step === t.steps - 1;
+      const validate = (step + 1) % t.evalEvery === 0 || last;
+      const report: StepReport = {
+        step: step + 1, steps: t.steps, loss: out.loss, crossEntropy: out.crossEntropy, lr, gradNorm,
+        tokensPerS: (B * T) / seconds, elapsedS: (performance.now() - began) / 1000,
+        droppedFraction: out.switchStats.reduce((s, x) => s + x.dropped, 0) / Math.max(1, out.switchStats.reduce((s, x) => s + x.expertIndex.length, 0)),
+        expertLoad: out.switchStats.map((x) => {
+          const tokens = x.tokensPerExpert.reduce((a, b) => a + b, 0);
+          return Array.from(x.tokensPerExpert, (n) => n / tokens);
+        }),
+      };
+      if (validate) {
+        valLoss = await evaluate(model, valBatches);
+        report.valLoss = valLoss;
+      }
+      appendFileSync(files.log, JSON.stringify(logLine(report)) + '\n');
+      if (validate) saveCheckpoint(o.out, model, optimizer, step + 1);
+      o.onStep?.(report);
+    }
+    const stopped = step < t.steps;
+    if (stopped) saveCheckpoint(o.out, model, optimizer, step);
+    return { dir: o.out, stepsDone: step, stopped, lastLoss, valLoss };
+  } finally {
+    await model.dispose();
+    await pool?.close();
+  }
+}
+
+/** Mean cross-entropy over the fixed validation batches, without dropout or jitter. */
+export async function evaluate(model: Transformer, batches: Batch[]): Promise<number> {
+  let sum = 0;
+  for (const b of batches) sum += (await model.forward(b, { training: false })).crossEntropy;
+  return sum / batches.length;
+}
+
+function logLine(r: StepReport): Record<string, unknown> {
+  return {
+    step: r.step, loss: r.loss, cross_entropy: r.crossEntropy, lr: r.lr, grad_norm: r.gradNorm,
+    tokens_per_s: Math.round(r.tokensPerS), elapsed_s: Number(r.elapsedS.toFixed(3)), dropped_fraction: r.droppedFraction,
+    expert_load: r.expertLoad, ...(r.valLoss !== undefined && { val_loss: r.valLoss }),
+  };
+}
+
+/** A resumed run logs its steps again from the checkpoint on: drop what an interrupted run logged past it. */
+function keepLogBefore(file: string, nextStep: number): void {
+  if (!existsSync(file)) return;
+  const kept = readFileSync(file, 'utf8').split('\n').filter((line) => line && (JSON.parse(line) as { step: number }).step <= nextStep);
+  writeFileSync(file, kept.map((l) => l + '\n').join(''));
+}
