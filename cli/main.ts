@@ -1,22 +1,109 @@
 #!/usr/bin/env node
 // The `switchyard` command: a thin layer over the typed API.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { availableParallelism } from 'node:os';
 import { SwitchEngine } from '../engine/switch-engine.js';
+import { PRESETS } from '../model/config.js';
 import { BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
 import { inProcess } from '../model/reference-case.js';
+import { evaluateRun, generate, loadRun } from '../index.js';
 import { checkReferenceFiles } from './check-reference.js';
+import { trainCommand } from './train.js';
 
 const program = new Command('switchyard')
   .description('Switch Transformers (sparse mixture-of-experts) on Node.js')
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(text) });
 
+function integer(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected a whole number ≥ ${min}, got '${value}'`);
+    return n;
+  };
+}
+function number(check: (n: number) => boolean, what: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`expected ${what}, got '${value}'`);
+    return n;
+  };
+}
+
+program
+  .command('train')
+  .description('train a Switch Transformer language model (default: the tiny preset on tiny-shakespeare)')
+  .addOption(new Option('--preset <name>', 'model and training preset').choices(Object.keys(PRESETS)).default('tiny'))
+  .option('--data <file>', 'a UTF-8 text file to train on (default: the embedded tiny-shakespeare)')
+  .addOption(new Option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes').choices(['char', 'byte']).default('char'))
+  .option('--steps <n>', 'training steps', integer(1))
+  .option('--out <dir>', 'the run folder (default: runs/<preset>-<date>-<time>)')
+  .option('--seed <n>', 'seed for initialization, data order, dropout and jitter', integer(0))
+  .option('--workers <n>', `expert worker threads; 0 runs the experts in the main thread (default: ${availableParallelism()})`, integer(0))
+  .option('--resume', 'continue the run in --out from its checkpoint')
+  .addOption(new Option('--expert-dtype <dtype>', 'how expert weights are stored for compute').choices(['f32', 'bf16']))
+  .option('--experts <n>', 'experts per Switch layer; 0 trains a dense model', integer(0))
+  .option('--capacity-factor <x>', 'expert capacity factor, or "dropless"', (v: string) => (v === 'dropless' ? null : number((n) => n > 0, 'a number > 0 or "dropless"')(v)))
+  .option('--batch <n>', 'sequences per step', integer(1))
+  .option('--lr <x>', 'peak learning rate', number((n) => n > 0, 'a number > 0'))
+  .option('--eval-every <n>', 'steps between validations', integer(1))
+  .action(async (o: {
+    preset: keyof typeof PRESETS; data?: string; tokenizer: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
+    workers?: number; resume?: boolean; expertDtype?: 'f32' | 'bf16'; experts?: number; capacityFactor?: number | null;
+    batch?: number; lr?: number; evalEvery?: number;
+  }) => {
+    if (o.resume && !o.out) throw new InvalidArgumentError('--resume needs --out <run folder>');
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    await trainCommand({
+      preset: o.preset, tokenizer: o.tokenizer, out: o.out ?? `runs/${o.preset}-${stamp}`,
+      ...(o.data !== undefined && { data: o.data }),
+      ...(o.resume && { resume: true }),
+      ...(o.workers !== undefined && { workers: o.workers }),
+      model: {
+        ...(o.expertDtype && { expertDtype: o.expertDtype }),
+        ...(o.experts !== undefined && { numExperts: o.experts }),
+        ...(o.capacityFactor !== undefined && { capacityFactor: o.capacityFactor }),
+      },
+      train: {
+        ...(o.steps !== undefined && { steps: o.steps }), ...(o.seed !== undefined && { seed: o.seed }),
+        ...(o.batch !== undefined && { batch: o.batch }), ...(o.lr !== undefined && { learningRate: o.lr }),
+        ...(o.evalEvery !== undefined && { evalEvery: o.evalEvery }),
+      },
+    });
+  });
+
+program
+  .command('eval')
+  .description("a run's validation loss and perplexity")
+  .requiredOption('--run <dir>', 'the run folder')
+  .action(async (o: { run: string }) => {
+    const run = loadRun(o.run);
+    const r = await evaluateRun(run);
+    console.log(`step ${r.step}: validation loss ${r.valLoss.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)}`);
+    await run.model.dispose();
+  });
+
+program
+  .command('generate')
+  .description('sample text from a trained run')
+  .requiredOption('--run <dir>', 'the run folder')
+  .option('--prompt <text>', 'text to continue', '')
+  .option('--tokens <n>', 'tokens to generate', integer(0), 300)
+  .option('--temperature <x>', 'sampling temperature; 0 always takes the most likely token', number((n) => n >= 0, 'a number ≥ 0'), 0.8)
+  .option('--top-k <n>', 'sample among the k most likely tokens; 0 = all', integer(0), 40)
+  .option('--seed <n>', 'seed of the sampling', integer(0), 1)
+  .action(async (o: { run: string; prompt: string; tokens: number; temperature: number; topK: number; seed: number }) => {
+    const run = loadRun(o.run);
+    console.log(await generate(run, { prompt: o.prompt, maxTokens: o.tokens, temperature: o.temperature, topK: o.topK, seed: o.seed }));
+    await run.model.dispose();
+  });
+
 program
   .command('check-reference')
   .description('run reference cases (shared/reference format) through the Switch layer and compare every output and gradient')
   .argument('<file...>', 'case files (JSON)')
   .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('wasm'))
-  .option('--workers <n>', 'run the experts on N worker threads through the engine (wasm backend)', positiveInteger)
+  .option('--workers <n>', 'run the experts on N worker threads through the engine (wasm backend)', integer(1))
   .action(async (files: string[], options: { backend: BackendName; workers?: number }) => {
     const log = (line: string) => console.log(line);
     let ok: boolean;
@@ -32,10 +119,9 @@ program
     process.exitCode = ok ? 0 : 1;
   });
 
-function positiveInteger(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
-  return n;
+try {
+  await program.parseAsync();
+} catch (error) {
+  console.error(`switchyard: ${(error as Error).message}`);
+  process.exitCode = 1;
 }
-
-await program.parseAsync();
