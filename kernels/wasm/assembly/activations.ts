@@ -32,22 +32,38 @@ export function reluBackward(x: usize, dy: usize, dx: usize, n: i32): void {
 
 // gelu needs erf, and erf an exp: both are vectorised here, four lanes at a time, because a
 // language model's step spends more time in gelu than in any GEMM but the largest when each lane
-// calls a scalar exp.
+// calls a scalar exp. The polynomials are evaluated in Estrin's form with fused multiply-adds where
+// the CPU has them: Horner's chain of 20 dependent multiply-adds per vector, not the arithmetic,
+// bounded the speed (docs/kernels.md). Constants come from a table by broadcast load.
+const K = memory.data<f32>([
+  -87.0, 88.0, 1.4426950408889634, 0.693145751953125, 1.428606765330187e-6, // 0–4: exp range reduction
+  1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, // 5–10: e^r = Σ rⁱ/i!, i = 0 (and 1) … 6
+  -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, // 11–20: erfc fit, P(t) = Σ cᵢ tⁱ
+  0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277,
+  0.7071067811865476, 0.3989422804014327, -0.5, 0.0, // 21–24: 1/√2, 1/√(2π), −½, 0
+]);
+
+// @ts-ignore: decorator
+@inline function k(i: i32): v128 {
+  return v128.load32_splat(K + <usize>(i * 4));
+}
+
+/** a·b + c, fused where relaxed SIMD is on. */
+// @ts-ignore: decorator
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
 
 /** e^x for four lanes: x = n·ln2 + r, |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (error < 2e-7), times 2^n. */
 // @ts-ignore: decorator
 @inline function exp4(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.0)), f32x4.splat(88.0));
-  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.4426950408889634)));
-  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693145751953125)));
-  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(1.428606765330187e-6)));
-  let p = f32x4.splat(1.0 / 720.0);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 120.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 24.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0 / 6.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(0.5));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.0));
+  x = f32x4.min(f32x4.max(x, k(0)), k(1));
+  const n = f32x4.nearest(f32x4.mul(x, k(2)));
+  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, k(3))), f32x4.mul(n, k(4)));
+  const r2 = f32x4.mul(r, r), r4 = f32x4.mul(r2, r2);
+  const q01 = f32x4.add(k(5), r), q23 = madd(r, k(7), k(6)), q45 = madd(r, k(9), k(8));
+  const p = madd(r4, madd(r2, k(10), q45), madd(r2, q23, q01));
   const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
   return f32x4.mul(p, scale);
 }
@@ -58,25 +74,17 @@ export function reluBackward(x: usize, dy: usize, dx: usize, n: i32): void {
  */
 // @ts-ignore: decorator
 @inline function erf4(x: v128): v128 {
+  const one = k(5);
   const z = f32x4.abs(x);
-  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(z, f32x4.splat(0.5))));
-  let p = f32x4.splat(0.17087277);
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-0.82215223));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.48851587));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.13520398));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.27886807));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-0.18628806));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.09678418));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.37409196));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.00002368));
-  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.26551223));
+  const t = f32x4.div(one, madd(z, k(6), one));
+  const t2 = f32x4.mul(t, t), t4 = f32x4.mul(t2, t2), t8 = f32x4.mul(t4, t4);
+  const q01 = madd(t, k(12), k(11)), q23 = madd(t, k(14), k(13)), q45 = madd(t, k(16), k(15));
+  const q67 = madd(t, k(18), k(17)), q89 = madd(t, k(20), k(19));
+  const p = madd(t8, q89, madd(t4, madd(t2, q67, q45), madd(t2, q23, q01)));
   const erfc = f32x4.mul(t, exp4(f32x4.sub(p, f32x4.mul(z, z))));
-  const positive = f32x4.ge(x, f32x4.splat(0));
-  return v128.bitselect(f32x4.sub(f32x4.splat(1), erfc), f32x4.sub(erfc, f32x4.splat(1)), positive);
+  const positive = f32x4.ge(x, k(24));
+  return v128.bitselect(f32x4.sub(one, erfc), f32x4.sub(erfc, one), positive);
 }
-
-const SQRT1_2: f32 = 0.7071067811865476;
-const INV_SQRT_2PI: f32 = 0.3989422804014327;
 
 /** The first `count` (< 4) floats at p in the low lanes, zeros above: a tail that must not read past the array. */
 // @ts-ignore: decorator
@@ -97,14 +105,14 @@ const INV_SQRT_2PI: f32 = 0.3989422804014327;
 
 // @ts-ignore: decorator
 @inline function geluOf(v: v128): v128 {
-  const cdf = f32x4.mul(f32x4.splat(0.5), f32x4.add(f32x4.splat(1), erf4(f32x4.mul(v, f32x4.splat(SQRT1_2)))));
+  const cdf = f32x4.mul(k(6), f32x4.add(k(5), erf4(f32x4.mul(v, k(21)))));
   return f32x4.mul(v, cdf);
 }
 
 // @ts-ignore: decorator
 @inline function geluGrad(v: v128, d: v128): v128 {
-  const cdf = f32x4.mul(f32x4.splat(0.5), f32x4.add(f32x4.splat(1), erf4(f32x4.mul(v, f32x4.splat(SQRT1_2)))));
-  const pdf = f32x4.mul(f32x4.splat(INV_SQRT_2PI), exp4(f32x4.mul(f32x4.mul(v, v), f32x4.splat(-0.5))));
+  const cdf = f32x4.mul(k(6), f32x4.add(k(5), erf4(f32x4.mul(v, k(21)))));
+  const pdf = f32x4.mul(k(22), exp4(f32x4.mul(f32x4.mul(v, v), k(23))));
   return f32x4.mul(d, f32x4.add(cdf, f32x4.mul(v, pdf)));
 }
 
