@@ -3,7 +3,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
 import { SwitchEngine } from '../engine/switch-engine.js';
-import { PRESETS } from '../model/config.js';
+import { ARCHITECTURES, PRESETS } from '../model/config.js';
 import { BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
 import { inProcess } from '../model/reference-case.js';
 import { evaluateRun, generate, loadRun } from '../index.js';
@@ -34,6 +34,7 @@ program
   .command('train')
   .description('train a Switch Transformer language model (default: the tiny preset on tiny-shakespeare)')
   .addOption(new Option('--preset <name>', 'model and training preset').choices(Object.keys(PRESETS)).default('tiny'))
+  .addOption(new Option('--arch <name>', 'architecture: gpt (LayerNorm, learned positions, GELU) or qwen2-moe (RMSNorm, rotary, SwiGLU; exportable)').choices(Object.keys(ARCHITECTURES)))
   .option('--data <file>', 'a UTF-8 text file to train on (default: the embedded tiny-shakespeare)')
   .addOption(new Option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes').choices(['char', 'byte']).default('char'))
   .option('--steps <n>', 'training steps', integer(1))
@@ -48,7 +49,7 @@ program
   .option('--lr <x>', 'peak learning rate', number((n) => n > 0, 'a number > 0'))
   .option('--eval-every <n>', 'steps between validations', integer(1))
   .action(async (o: {
-    preset: keyof typeof PRESETS; data?: string; tokenizer: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
+    preset: keyof typeof PRESETS; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
     workers?: number; resume?: boolean; expertDtype?: 'f32' | 'bf16'; experts?: number; capacityFactor?: number | null;
     batch?: number; lr?: number; evalEvery?: number;
   }) => {
@@ -60,6 +61,7 @@ program
       ...(o.resume && { resume: true }),
       ...(o.workers !== undefined && { workers: o.workers }),
       model: {
+        ...(o.arch && ARCHITECTURES[o.arch]),
         ...(o.expertDtype && { expertDtype: o.expertDtype }),
         ...(o.experts !== undefined && { numExperts: o.experts }),
         ...(o.capacityFactor !== undefined && { capacityFactor: o.capacityFactor }),

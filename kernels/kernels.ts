@@ -44,6 +44,21 @@ export interface Kernels {
   scatterAddRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
     scale?: Float32Array): void;
 
+  /** out = scale · p ⊙ (dp − Σ_c dp·p) per row (softmax's backward). out may alias dp. */
+  softmaxBackwardRows(p: Float32Array, dp: Float32Array, out: Float32Array, rows: number, cols: number, scale: number): void;
+  /** Rows in blocks of `cols`: row i of a block keeps columns ≤ i, times `scale`; the rest become −∞. */
+  causalMaskRows(s: Float32Array, rows: number, cols: number, scale: number): void;
+
+  // Row normalisations over [rows × cols]; cols a multiple of 4. Forward keeps rstd (and mean) per
+  // row; backward writes dx and adds into the gain's (and bias's) gradient.
+  layerNorm(x: Float32Array, gain: Float32Array, bias: Float32Array | undefined, out: Float32Array,
+    rstd: Float32Array, mean: Float32Array, rows: number, cols: number, eps: number): void;
+  layerNormBackward(x: Float32Array, gain: Float32Array, rstd: Float32Array, mean: Float32Array, dy: Float32Array,
+    dx: Float32Array, dGain: Float32Array, dBias: Float32Array | undefined, rows: number, cols: number): void;
+  rmsNorm(x: Float32Array, gain: Float32Array, out: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void;
+  rmsNormBackward(x: Float32Array, gain: Float32Array, rstd: Float32Array, dy: Float32Array, dx: Float32Array,
+    dGain: Float32Array, rows: number, cols: number): void;
+
   /** Σ x². */
   sumSquares(x: Float32Array): number;
   /** One AdamW update of w from g, in place in w, m, v (see AdamHyper). */

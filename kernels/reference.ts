@@ -99,6 +99,70 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  softmaxBackwardRows(p: Float32Array, dp: Float32Array, out: Float32Array, rows: number, cols: number, scale: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let dot = 0;
+      for (let c = 0; c < cols; c++) dot += dp[o + c]! * p[o + c]!;
+      for (let c = 0; c < cols; c++) out[o + c] = scale * p[o + c]! * (dp[o + c]! - dot);
+    }
+  }
+
+  causalMaskRows(s: Float32Array, rows: number, cols: number, scale: number): void {
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) s[r * cols + c] = c <= r % cols ? s[r * cols + c]! * scale : -Infinity;
+    }
+  }
+
+  layerNorm(x: Float32Array, gain: Float32Array, bias: Float32Array | undefined, out: Float32Array, rstd: Float32Array,
+    mean: Float32Array, rows: number, cols: number, eps: number): void {
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * cols, (r + 1) * cols);
+      const m = row.reduce((a, v) => a + v, 0) / cols;
+      const s = 1 / Math.sqrt(row.reduce((a, v) => a + (v - m) * (v - m), 0) / cols + eps);
+      mean[r] = m; rstd[r] = s;
+      for (let c = 0; c < cols; c++) out[r * cols + c] = (row[c]! - m) * s * gain[c]! + (bias ? bias[c]! : 0);
+    }
+  }
+
+  layerNormBackward(x: Float32Array, gain: Float32Array, rstd: Float32Array, mean: Float32Array, dy: Float32Array,
+    dx: Float32Array, dGain: Float32Array, dBias: Float32Array | undefined, rows: number, cols: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, m = mean[r]!, s = rstd[r]!;
+      const xh = (c: number) => (x[o + c]! - m) * s;
+      let sumG = 0, sumGX = 0;
+      for (let c = 0; c < cols; c++) {
+        sumG += gain[c]! * dy[o + c]!;
+        sumGX += gain[c]! * dy[o + c]! * xh(c);
+        dGain[c] = dGain[c]! + dy[o + c]! * xh(c);
+        if (dBias) dBias[c] = dBias[c]! + dy[o + c]!;
+      }
+      for (let c = 0; c < cols; c++) dx[o + c] = s * (gain[c]! * dy[o + c]! - sumG / cols - xh(c) * (sumGX / cols));
+    }
+  }
+
+  rmsNorm(x: Float32Array, gain: Float32Array, out: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void {
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * cols, (r + 1) * cols);
+      const s = 1 / Math.sqrt(row.reduce((a, v) => a + v * v, 0) / cols + eps);
+      rstd[r] = s;
+      for (let c = 0; c < cols; c++) out[r * cols + c] = row[c]! * s * gain[c]!;
+    }
+  }
+
+  rmsNormBackward(x: Float32Array, gain: Float32Array, rstd: Float32Array, dy: Float32Array, dx: Float32Array,
+    dGain: Float32Array, rows: number, cols: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, s = rstd[r]!;
+      let dot = 0;
+      for (let c = 0; c < cols; c++) {
+        dot += gain[c]! * dy[o + c]! * x[o + c]!;
+        dGain[c] = dGain[c]! + dy[o + c]! * x[o + c]! * s;
+      }
+      for (let c = 0; c < cols; c++) dx[o + c] = s * gain[c]! * dy[o + c]! - (x[o + c]! * s * s * s * dot) / cols;
+    }
+  }
+
   sumSquares(x: Float32Array): number {
     let sum = 0;
     for (const v of x) sum += v * v;

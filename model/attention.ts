@@ -61,11 +61,8 @@ export function attentionForward(k: Kernels, ws: Workspace, s: AttentionShape, q
     const qb = q.subarray(bh * T * hd, (bh + 1) * T * hd), kb = kk.subarray(bh * T * hd, (bh + 1) * T * hd);
     const pb = p.subarray(bh * T * T, (bh + 1) * T * T);
     k.gemm('nt', T, T, hd, qb, kb, pb, false);
-    for (let i = 0; i < T; i++) {
-      for (let j = 0; j <= i; j++) pb[i * T + j]! *= scale;
-      for (let j = i + 1; j < T; j++) pb[i * T + j] = -Infinity; // causal: no looking ahead
-    }
   }
+  k.causalMaskRows(p, B * H * T, T, scale); // no looking ahead
   k.softmaxRows(p, p, B * H * T, T);
   for (let bh = 0; bh < B * H; bh++) {
     k.gemm('nn', T, hd, T, p.subarray(bh * T * T, (bh + 1) * T * T), v.subarray(bh * T * hd, (bh + 1) * T * hd),
@@ -94,12 +91,7 @@ export function attentionBackward(k: Kernels, ws: Workspace, s: AttentionShape, 
     const pb = at(c.p, T), dOb = at(dOh, hd);
     k.gemm('tn', T, hd, T, pb, dOb, at(dv, hd), false); // dv = Pᵀ·dO
     k.gemm('nt', T, T, hd, dOb, at(c.v, hd), dP, false); // dP = dO·vᵀ
-    // Softmax backward, then the 1/√hd scale: dS = P ⊙ (dP − Σ_j dP·P) / √hd.
-    for (let i = 0; i < T; i++) {
-      let dot = 0;
-      for (let j = 0; j <= i; j++) dot += dP[i * T + j]! * pb[i * T + j]!;
-      for (let j = 0; j < T; j++) dP[i * T + j] = j <= i ? pb[i * T + j]! * (dP[i * T + j]! - dot) * scale : 0;
-    }
+    k.softmaxBackwardRows(pb, dP, dP, T, T, scale); // dS = P ⊙ (dP − Σ_j dP·P) / √hd; masked entries have P = 0
     k.gemm('nn', T, hd, T, dP, at(c.k, hd), at(dq, hd), false); // dq = dS·k
     k.gemm('tn', T, hd, T, dP, at(c.q, hd), at(dk, hd), false); // dk = dSᵀ·q
   }

@@ -165,6 +165,17 @@ export const PRESETS: Record<'tiny' | 'small', Preset> = {
   },
 };
 
+/**
+ * Architectures by name. `gpt` is nanoGPT's (LayerNorm, learned positions, GELU); `qwen2-moe` is
+ * Hugging Face's Qwen2-MoE layout (RMSNorm, rotary positions in the half-split form, SwiGLU, no
+ * biases; the router's softmax over all experts, top-1 gate not renormalised), which exports
+ * to transformers and Megatron-Core unchanged.
+ */
+export const ARCHITECTURES = {
+  gpt: { norm: 'layernorm', positions: 'learned', activation: 'gelu', bias: false },
+  'qwen2-moe': { norm: 'rmsnorm', positions: 'rope', activation: 'swiglu', bias: false },
+} as const satisfies Record<string, Pick<ModelConfig, 'norm' | 'positions' | 'activation' | 'bias'>>;
+
 /** The layers that are Switch layers, as Qwen2-MoE's decoder_sparse_step counts them. */
 export function isSparseLayer(c: Pick<ModelConfig, 'numExperts' | 'sparseStep'>, layer: number): boolean {
   return c.numExperts > 0 && (layer + 1) % c.sparseStep === 0;
@@ -177,6 +188,7 @@ export function checkModelConfig(c: ModelConfig): ModelConfig {
     if (!Number.isInteger(c[f]) || c[f] <= 0) bad(f, `must be a positive integer, got ${c[f]}`);
   }
   if (c.dModel % c.heads !== 0) bad('dModel', `(${c.dModel}) must be a multiple of heads (${c.heads})`);
+  if (c.dModel % 4 !== 0) bad('dModel', `(${c.dModel}) must be a multiple of 4 (the vectorised norms)`);
   if (c.positions === 'rope' && (c.dModel / c.heads) % 2 !== 0) bad('dModel', 'per head must be even for rotary positions');
   if (!['layernorm', 'rmsnorm'].includes(c.norm)) bad('norm', `must be layernorm or rmsnorm, got ${c.norm}`);
   if (!['learned', 'rope'].includes(c.positions)) bad('positions', `must be learned or rope, got ${c.positions}`);

@@ -11,7 +11,6 @@ import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLa
 import type { LinearParams } from './linear.js';
 import { crossEntropy } from './loss.js';
 import { type MlpCache, type MlpParams, mlpBackward, mlpForward } from './mlp.js';
-import { layerNormBackward, layerNormForward, rmsNormBackward, rmsNormForward } from './norm.js';
 import { type Param, ParamSet } from './params.js';
 import { Rng } from './rng.js';
 import { type ForwardOptions, SwitchLayer, type SwitchLayerInit, type SwitchStats, type SwitchWeights } from './switch-layer.js';
@@ -41,6 +40,9 @@ export interface ForwardResult {
   /** One entry per Switch layer. */
   switchStats: SwitchStats[];
 }
+
+const LAYERNORM_EPS = 1e-5;
+const RMSNORM_EPS = 1e-6; // Qwen2's rms_norm_eps
 
 interface NormParams { gain: Param; bias?: Param }
 interface Layer {
@@ -252,8 +254,8 @@ export class Transformer {
   private norm(p: NormParams, x: Float32Array, n: number): { out: Float32Array; cache: NormCache } {
     const d = this.config.dModel;
     const out = this.ws.scratch(n * d), rstd = this.ws.scratch(n), mean = this.ws.scratch(n);
-    if (this.config.norm === 'layernorm') layerNormForward(x, n, d, p.gain.data, p.bias?.data, out, rstd, mean);
-    else rmsNormForward(x, n, d, p.gain.data, out, rstd);
+    if (this.config.norm === 'layernorm') this.k.layerNorm(x, p.gain.data, p.bias?.data, out, rstd, mean, n, d, LAYERNORM_EPS);
+    else this.k.rmsNorm(x, p.gain.data, out, rstd, n, d, RMSNORM_EPS);
     return { out, cache: { x, rstd, mean } };
   }
 
@@ -261,8 +263,8 @@ export class Transformer {
   private normBackward(p: NormParams, c: NormCache, dy: Float32Array, n: number, dx: Float32Array, accumulate: boolean): void {
     const d = this.config.dModel;
     const out = accumulate ? this.ws.scratch(n * d) : dx;
-    if (this.config.norm === 'layernorm') layerNormBackward(c.x, n, d, p.gain.data, c.rstd, c.mean, dy, out, p.gain.grad, p.bias?.grad);
-    else rmsNormBackward(c.x, n, d, p.gain.data, c.rstd, dy, out, p.gain.grad);
+    if (this.config.norm === 'layernorm') this.k.layerNormBackward(c.x, p.gain.data, c.rstd, c.mean, dy, out, p.gain.grad, p.bias?.grad, n, d);
+    else this.k.rmsNormBackward(c.x, p.gain.data, c.rstd, dy, out, p.gain.grad, n, d);
     if (accumulate) for (let i = 0; i < dx.length; i++) dx[i]! += out[i]!;
   }
 

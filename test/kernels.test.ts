@@ -14,6 +14,7 @@ function random(k: Kernels, length: number, rng: Rng, std = 1): Float32Array {
 }
 
 const AWKWARD = [1, 3, 17, 130];
+const x3 = (k: Kernels) => k.allocF32(3);
 
 describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
   it('has both variants on this Node', () => {
@@ -127,6 +128,58 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
         reference.scatterAddRows(want, new Int32Array(index), count, cols, racc, s && new Float32Array(s));
         expect(relativeError(acc, racc)).toBeLessThan(1e-6);
       }
+    }
+  });
+
+  it('layer and RMS norms, forward and backward, match the reference', () => {
+    const rng = new Rng('norms');
+    for (const [rows, cols] of [[1, 4], [7, 12], [130, 128]] as const) {
+      const x = random(k, rows * cols, rng, 2), dy = random(k, rows * cols, rng);
+      const gain = random(k, cols, rng), bias = random(k, cols, rng);
+      const R = (a: Float32Array) => new Float32Array(a);
+      for (const withBias of [false, true]) {
+        const out = k.allocF32(rows * cols), rstd = k.allocF32(rows), mean = k.allocF32(rows);
+        const rOut = new Float32Array(rows * cols), rRstd = new Float32Array(rows), rMean = new Float32Array(rows);
+        k.layerNorm(x, gain, withBias ? bias : undefined, out, rstd, mean, rows, cols, 1e-5);
+        reference.layerNorm(R(x), R(gain), withBias ? R(bias) : undefined, rOut, rRstd, rMean, rows, cols, 1e-5);
+        expect(relativeError(out, rOut)).toBeLessThan(1e-5);
+        const dx = k.allocF32(rows * cols), dGain = k.allocF32(cols).fill(0.5), dBias = k.allocF32(cols).fill(0);
+        const rDx = new Float32Array(rows * cols), rDGain = new Float32Array(cols).fill(0.5), rDBias = new Float32Array(cols);
+        k.layerNormBackward(x, gain, rstd, mean, dy, dx, dGain, withBias ? dBias : undefined, rows, cols);
+        reference.layerNormBackward(R(x), R(gain), rRstd, rMean, R(dy), rDx, rDGain, withBias ? rDBias : undefined, rows, cols);
+        expect(relativeError(dx, rDx)).toBeLessThan(1e-5);
+        expect(relativeError(dGain, rDGain)).toBeLessThan(1e-5);
+        if (withBias) expect(relativeError(dBias, rDBias)).toBeLessThan(1e-5);
+      }
+      const out = k.allocF32(rows * cols), rstd = k.allocF32(rows);
+      const rOut = new Float32Array(rows * cols), rRstd = new Float32Array(rows);
+      k.rmsNorm(x, gain, out, rstd, rows, cols, 1e-6);
+      reference.rmsNorm(R(x), R(gain), rOut, rRstd, rows, cols, 1e-6);
+      expect(relativeError(out, rOut)).toBeLessThan(1e-5);
+      const dx = k.allocF32(rows * cols), dGain = k.allocF32(cols).fill(0);
+      const rDx = new Float32Array(rows * cols), rDGain = new Float32Array(cols);
+      k.rmsNormBackward(x, gain, rstd, dy, dx, dGain, rows, cols);
+      reference.rmsNormBackward(R(x), R(gain), rRstd, R(dy), rDx, rDGain, rows, cols);
+      expect(relativeError(dx, rDx)).toBeLessThan(1e-5);
+      expect(relativeError(dGain, rDGain)).toBeLessThan(1e-5);
+    }
+    expect(() => k.rmsNorm(x3(k), x3(k), x3(k), x3(k), 1, 3, 1e-6)).toThrow(/3 columns; the vectorised norms need a multiple of 4/);
+  });
+
+  it('causal masking and the softmax backward match the reference', () => {
+    const rng = new Rng('attn-rows');
+    for (const T of [1, 3, 17, 64]) {
+      const rows = 3 * T;
+      const s = random(k, rows * T, rng), rs = new Float32Array(s);
+      k.causalMaskRows(s, rows, T, 0.25);
+      reference.causalMaskRows(rs, rows, T, 0.25);
+      expect(Array.from(s)).toEqual(Array.from(rs));
+      expect(s[1]).toBe(T > 1 ? -Infinity : s[1]); // row 0 sees only column 0
+      k.softmaxRows(s, s, rows, T);
+      const dp = random(k, rows * T, rng), out = k.allocF32(rows * T), rOut = new Float32Array(rows * T);
+      k.softmaxBackwardRows(s, dp, out, rows, T, 0.5);
+      reference.softmaxBackwardRows(new Float32Array(s), new Float32Array(dp), rOut, rows, T, 0.5);
+      expect(relativeError(out, rOut)).toBeLessThan(1e-6);
     }
   });
 

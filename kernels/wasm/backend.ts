@@ -27,6 +27,13 @@ interface KernelExports {
   logsumexpRows(x: number, out: number, rows: number, cols: number): void;
   gatherRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
   scatterAddRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
+  softmaxBackwardRows(p: number, dp: number, out: number, rows: number, cols: number, scale: number): void;
+  causalMaskRows(s: number, rows: number, cols: number, scale: number): void;
+  layerNorm(x: number, gain: number, bias: number, out: number, rstd: number, mean: number, rows: number, cols: number, eps: number): void;
+  layerNormBackward(x: number, gain: number, rstd: number, mean: number, dy: number, dx: number, dGain: number, dBias: number,
+    rows: number, cols: number): void;
+  rmsNorm(x: number, gain: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
+  rmsNormBackward(x: number, gain: number, rstd: number, dy: number, dx: number, dGain: number, rows: number, cols: number): void;
   sumSquares(x: number, n: number): number;
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number,
     correct1: number, correct2: number, decay: number, clip: number, eps: number): void;
@@ -129,6 +136,40 @@ export class WasmKernels implements Kernels {
     this.k.scatterAddRows(this.ptr(src), this.ptr(index), scale ? this.ptr(scale) : 0, this.ptr(out), count, cols);
   }
 
+  softmaxBackwardRows(p: Float32Array, dp: Float32Array, out: Float32Array, rows: number, cols: number, scale: number): void {
+    for (const a of [p, dp, out]) requireLength('softmaxBackwardRows', a, rows * cols);
+    this.k.softmaxBackwardRows(this.ptr(p), this.ptr(dp), this.ptr(out), rows, cols, scale);
+  }
+
+  causalMaskRows(s: Float32Array, rows: number, cols: number, scale: number): void {
+    requireLength('causalMaskRows', s, rows * cols);
+    this.k.causalMaskRows(this.ptr(s), rows, cols, scale);
+  }
+
+  layerNorm(x: Float32Array, gain: Float32Array, bias: Float32Array | undefined, out: Float32Array, rstd: Float32Array,
+    mean: Float32Array, rows: number, cols: number, eps: number): void {
+    this.checkNorm('layerNorm', [x, out], [gain, ...(bias ? [bias] : [])], [rstd, mean], rows, cols);
+    this.k.layerNorm(this.ptr(x), this.ptr(gain), bias ? this.ptr(bias) : 0, this.ptr(out), this.ptr(rstd), this.ptr(mean), rows, cols, eps);
+  }
+
+  layerNormBackward(x: Float32Array, gain: Float32Array, rstd: Float32Array, mean: Float32Array, dy: Float32Array,
+    dx: Float32Array, dGain: Float32Array, dBias: Float32Array | undefined, rows: number, cols: number): void {
+    this.checkNorm('layerNormBackward', [x, dy, dx], [gain, dGain, ...(dBias ? [dBias] : [])], [rstd, mean], rows, cols);
+    this.k.layerNormBackward(this.ptr(x), this.ptr(gain), this.ptr(rstd), this.ptr(mean), this.ptr(dy), this.ptr(dx),
+      this.ptr(dGain), dBias ? this.ptr(dBias) : 0, rows, cols);
+  }
+
+  rmsNorm(x: Float32Array, gain: Float32Array, out: Float32Array, rstd: Float32Array, rows: number, cols: number, eps: number): void {
+    this.checkNorm('rmsNorm', [x, out], [gain], [rstd], rows, cols);
+    this.k.rmsNorm(this.ptr(x), this.ptr(gain), this.ptr(out), this.ptr(rstd), rows, cols, eps);
+  }
+
+  rmsNormBackward(x: Float32Array, gain: Float32Array, rstd: Float32Array, dy: Float32Array, dx: Float32Array,
+    dGain: Float32Array, rows: number, cols: number): void {
+    this.checkNorm('rmsNormBackward', [x, dy, dx], [gain, dGain], [rstd], rows, cols);
+    this.k.rmsNormBackward(this.ptr(x), this.ptr(gain), this.ptr(rstd), this.ptr(dy), this.ptr(dx), this.ptr(dGain), rows, cols);
+  }
+
   sumSquares(x: Float32Array): number {
     return this.k.sumSquares(this.ptr(x), x.length);
   }
@@ -137,6 +178,13 @@ export class WasmKernels implements Kernels {
     for (const a of [g, m, v]) requireLength('adamw', a, w.length);
     this.k.adamw(this.ptr(w), this.ptr(g), this.ptr(m), this.ptr(v), w.length, h.lr, h.beta1, h.beta2,
       h.correct1, h.correct2, h.decay, h.clip, h.eps);
+  }
+
+  private checkNorm(what: string, matrices: Float32Array[], vectors: Float32Array[], perRow: Float32Array[], rows: number, cols: number): void {
+    if (cols % 4 !== 0) throw new RangeError(`${what}: ${cols} columns; the vectorised norms need a multiple of 4`);
+    for (const a of matrices) requireLength(what, a, rows * cols);
+    for (const a of vectors) requireLength(what, a, cols);
+    for (const a of perRow) requireLength(what, a, rows);
   }
 
   private unary(f: (x: number, out: number, n: number) => void, x: Float32Array, out: Float32Array): void {

@@ -64,3 +64,28 @@ export function scatterAddRows(src: usize, index: usize, scale: usize, out: usiz
     scaledCopyRow(src + <usize>(i * cols * 4), out + <usize>(row * cols * 4), cols, s, true);
   }
 }
+
+/** out = scale · p ⊙ (dp − Σ_c dp·p), row by row: softmax's backward. out may alias dp. */
+export function softmaxBackwardRows(p: usize, dp: usize, out: usize, rows: i32, cols: i32, scale: f32): void {
+  for (let r = 0; r < rows; r++) {
+    const o = <usize>(r * cols * 4);
+    let dot: f32 = 0;
+    for (let c = 0; c < cols; c++) dot += load<f32>(dp + o + <usize>(c * 4)) * load<f32>(p + o + <usize>(c * 4));
+    for (let c = 0; c < cols; c++) {
+      const at = o + <usize>(c * 4);
+      store<f32>(out + at, scale * load<f32>(p + at) * (load<f32>(dp + at) - dot));
+    }
+  }
+}
+
+/**
+ * Causal attention scores: rows come in blocks of `cols` (one query per row, one key per column);
+ * row i of a block keeps columns ≤ i, multiplied by `scale`, and the rest become −∞.
+ */
+export function causalMaskRows(s: usize, rows: i32, cols: i32, scale: f32): void {
+  for (let r = 0; r < rows; r++) {
+    const o = s + <usize>(r * cols * 4), i = r % cols;
+    for (let c = 0; c <= i; c++) store<f32>(o + <usize>(c * 4), load<f32>(o + <usize>(c * 4)) * scale);
+    for (let c = i + 1; c < cols; c++) store<f32>(o + <usize>(c * 4), -Infinity);
+  }
+}
