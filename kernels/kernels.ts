@@ -7,6 +7,25 @@
 export type GemmForm = 'nn' | 'nt' | 'tn';
 export const GEMM_FORMS: readonly GemmForm[] = ['nn', 'nt', 'tn'];
 
+/** Row strides, in floats, of A, B and C as stored (default: their row lengths). */
+export interface GemmStrides { lda?: number; ldb?: number; ldc?: number }
+
+/** The row strides of a GEMM's operands, checking that each array holds its last row. */
+export function gemmLayout(form: GemmForm, m: number, n: number, k: number, a: ArrayLike<number>, b: ArrayLike<number>,
+  c: ArrayLike<number>, strides: GemmStrides = {}): { lda: number; ldb: number; ldc: number } {
+  const [aRows, aCols] = form === 'tn' ? [k, m] : [m, k];
+  const [bRows, bCols] = form === 'nt' ? [n, k] : [k, n];
+  const lda = strides.lda ?? aCols, ldb = strides.ldb ?? bCols, ldc = strides.ldc ?? n;
+  const need = (what: string, array: ArrayLike<number>, rows: number, cols: number, ld: number) => {
+    if (ld < cols) throw new RangeError(`gemm ${what}: row stride ${ld} is shorter than a row of ${cols}`);
+    if (rows > 0 && cols > 0) requireLength(`gemm ${what}`, array, (rows - 1) * ld + cols);
+  };
+  need('A', a, aRows, aCols, lda);
+  need('B', b, bRows, bCols, ldb);
+  need('C', c, m, n, ldc);
+  return { lda, ldb, ldc };
+}
+
 export interface Kernels {
   /** 'reference', 'wasm-simd' or 'wasm-relaxed-simd'. */
   readonly name: string;
@@ -16,9 +35,12 @@ export interface Kernels {
   /** Returns an array from `allocF32` / `allocI32` to the backend. */
   free(array: Float32Array | Int32Array): void;
 
-  /** C[m×n] = op(A)·op(B), or C += op(A)·op(B) when `accumulate`. Row-major, contiguous. */
+  /**
+   * C[m×n] = op(A)·op(B), or C += op(A)·op(B) when `accumulate`. Row-major; rows are contiguous
+   * unless `strides` gives a matrix's row stride in floats (a block of columns of a wider matrix).
+   */
   gemm(form: GemmForm, m: number, n: number, k: number,
-    a: Float32Array, b: Float32Array, c: Float32Array, accumulate: boolean): void;
+    a: Float32Array, b: Float32Array, c: Float32Array, accumulate: boolean, strides?: GemmStrides): void;
 
   // Elementwise over out.length (= x.length). Backward kernels: dx = dy · f'(x); dx may alias dy.
   relu(x: Float32Array, out: Float32Array): void;

@@ -1,6 +1,6 @@
 // Plain TypeScript kernels: the oracle the tests hold every other backend to. Loops as the math
 // reads, float64 accumulation, no blocking, no SIMD.
-import { type AdamHyper, type GemmForm, type Kernels, requireLength } from './kernels.js';
+import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, gemmLayout, requireLength } from './kernels.js';
 
 /** erf(x), from erfc's Chebyshev fit (Numerical Recipes, 6.2): relative error of erfc < 1.2e-7. */
 export function erf(x: number): number {
@@ -26,17 +26,15 @@ export class ReferenceKernels implements Kernels {
   free(): void { /* garbage collected */ }
 
   gemm(form: GemmForm, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array,
-    accumulate: boolean): void {
-    requireLength('gemm A', a, m * k);
-    requireLength('gemm B', b, k * n);
-    requireLength('gemm C', c, m * n);
-    const A = form === 'tn' ? (i: number, p: number) => a[p * m + i]! : (i: number, p: number) => a[i * k + p]!;
-    const B = form === 'nt' ? (p: number, j: number) => b[j * k + p]! : (p: number, j: number) => b[p * n + j]!;
+    accumulate: boolean, strides?: GemmStrides): void {
+    const { lda, ldb, ldc } = gemmLayout(form, m, n, k, a, b, c, strides);
+    const A = form === 'tn' ? (i: number, p: number) => a[p * lda + i]! : (i: number, p: number) => a[i * lda + p]!;
+    const B = form === 'nt' ? (p: number, j: number) => b[j * ldb + p]! : (p: number, j: number) => b[p * ldb + j]!;
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
         let sum = 0;
         for (let p = 0; p < k; p++) sum += A(i, p) * B(p, j);
-        c[i * n + j] = accumulate ? c[i * n + j]! + sum : sum;
+        c[i * ldc + j] = accumulate ? c[i * ldc + j]! + sum : sum;
       }
     }
   }

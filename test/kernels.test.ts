@@ -44,6 +44,24 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
     });
   });
 
+  it('gemm on blocks of wider matrices (row strides) matches the reference', () => {
+    const rng = new Rng('strided');
+    for (const form of GEMM_FORMS) {
+      for (const [m, n, kk] of [[5, 7, 9], [64, 32, 64], [17, 3, 130]] as const) {
+        const [aRows, aCols] = form === 'tn' ? [kk, m] : [m, kk];
+        const [bRows, bCols] = form === 'nt' ? [n, kk] : [kk, n];
+        const strides = { lda: aCols + 5, ldb: bCols + 3, ldc: n + 7 };
+        const a = random(k, aRows * strides.lda, rng), b = random(k, bRows * strides.ldb, rng);
+        const c = random(k, m * strides.ldc, rng), want = new Float32Array(c);
+        // Start one column in, as a head inside a fused q|k|v row does.
+        k.gemm(form, m, n, kk, a.subarray(2), b.subarray(1), c.subarray(3), true, strides);
+        reference.gemm(form, m, n, kk, new Float32Array(a).subarray(2), new Float32Array(b).subarray(1), want.subarray(3), true, strides);
+        expect(relativeError(c, want), `${form} ${m}×${n}×${kk}`).toBeLessThan(1e-5);
+      }
+    }
+    expect(() => k.gemm('nn', 2, 2, 4, k.allocF32(8), k.allocF32(8), k.allocF32(4), false, { lda: 3 })).toThrow(/row stride 3 is shorter than a row of 4/);
+  });
+
   it('gemm with k = 0 writes zeros, or leaves C when accumulating', () => {
     const c = k.allocF32(6).fill(7);
     const empty = k.allocF32(0);

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import type { Arena } from '../arena.js';
-import { type AdamHyper, type GemmForm, type Kernels, requireLength } from '../kernels.js';
+import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, gemmLayout, requireLength } from '../kernels.js';
 
 export type WasmVariant = 'simd' | 'relaxed-simd';
 export const WASM_VARIANTS: readonly WasmVariant[] = ['simd', 'relaxed-simd'];
@@ -87,15 +87,11 @@ export class WasmKernels implements Kernels {
   free(array: Float32Array | Int32Array): void { this.arena.free(array); }
 
   gemm(form: GemmForm, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array,
-    accumulate: boolean): void {
+    accumulate: boolean, strides?: GemmStrides): void {
     const code = FORM_CODE[form];
     if (code === undefined) throw new Error(`gemm: unknown form '${form}' (use nn, nt or tn)`);
-    requireLength('gemm A', a, m * k);
-    requireLength('gemm B', b, k * n);
-    requireLength('gemm C', c, m * n);
-    const lda = form === 'tn' ? m : k;
-    const ldb = form === 'nt' ? k : n;
-    this.k.gemm(code, m, n, k, this.ptr(a), lda, this.ptr(b), ldb, this.ptr(c), n, accumulate ? 1 : 0, this.scratch);
+    const { lda, ldb, ldc } = gemmLayout(form, m, n, k, a, b, c, strides);
+    this.k.gemm(code, m, n, k, this.ptr(a), lda, this.ptr(b), ldb, this.ptr(c), ldc, accumulate ? 1 : 0, this.scratch);
   }
 
   relu(x: Float32Array, out: Float32Array): void { this.unary(this.k.relu, x, out); }

@@ -37,6 +37,17 @@ export function gemmScratchBytes(): i32 {
   return f32x4.add(f32x4.mul(a, b), c);
 }
 
+/** Stores the transpose of the 4×4 block with rows r0..r3: column c goes to dst + c·step. */
+// @ts-ignore: decorator
+@inline function transpose4(r0: v128, r1: v128, r2: v128, r3: v128, dst: usize, step: i32): void {
+  const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(dst + <usize>step, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+  v128.store(dst + <usize>(2 * step), i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+  v128.store(dst + <usize>(3 * step), i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+}
+
 /**
  * Packs op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-row panels: panel r holds, for each p, the MR
  * values of rows r·MR .. r·MR+MR−1 side by side. Rows past m are zero so edge tiles need no branch.
@@ -52,6 +63,18 @@ function packA(a: usize, si: i32, sp: i32, i0: i32, p0: i32, mc: i32, kc: i32, m
       for (let p = 0; p < kc; p++) {
         v128.store(panel + <usize>(p * MR * 4), v128.load(src));
         src += <usize>(sp * 4);
+      }
+    } else if (rows == MR && sp == 1) {
+      // op(A) rows are contiguous (nn, nt): four rows × four p at a time, transposed in registers.
+      const row = a + <usize>(((i0 + ir) * si + p0) * 4), stride = <usize>(si * 4);
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const at = row + <usize>(p * 4);
+        transpose4(v128.load(at), v128.load(at + stride), v128.load(at + 2 * stride), v128.load(at + 3 * stride),
+          panel + <usize>(p * MR * 4), MR * 4);
+      }
+      for (; p < kc; p++) {
+        for (let r = 0; r < MR; r++) store<f32>(panel + <usize>((p * MR + r) * 4), load<f32>(row + <usize>(r) * stride + <usize>(p * 4)));
       }
     } else {
       for (let r = 0; r < MR; r++) {
@@ -84,6 +107,19 @@ function packB(b: usize, sp: i32, sj: i32, p0: i32, j0: i32, kc: i32, nc: i32, n
         v128.store(out, v128.load(src));
         v128.store(out, v128.load(src, 16), 16);
         src += <usize>(sp * 4);
+      }
+    } else if (cols == NR && sp == 1) {
+      // op(B) columns are contiguous (the nt form): two 4×4 transposes per four p.
+      const col = b + <usize>(((j0 + jr) * sj + p0) * 4), stride = <usize>(sj * 4);
+      let p = 0;
+      for (; p + 4 <= kc; p += 4) {
+        const at = col + <usize>(p * 4), out = panel + <usize>(p * NR * 4);
+        transpose4(v128.load(at), v128.load(at + stride), v128.load(at + 2 * stride), v128.load(at + 3 * stride), out, NR * 4);
+        const at4 = at + 4 * stride;
+        transpose4(v128.load(at4), v128.load(at4 + stride), v128.load(at4 + 2 * stride), v128.load(at4 + 3 * stride), out + 16, NR * 4);
+      }
+      for (; p < kc; p++) {
+        for (let c = 0; c < NR; c++) store<f32>(panel + <usize>((p * NR + c) * 4), load<f32>(col + <usize>(c) * stride + <usize>(p * 4)));
       }
     } else {
       for (let c = 0; c < NR; c++) {
