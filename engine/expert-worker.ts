@@ -4,7 +4,8 @@ import { workerData } from 'node:worker_threads';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
 import { type ExpertWeights, expertBackward, expertBuffers, expertForward } from '../model/expert.js';
-import type { StepMessage, WorkerReport } from './messages.js';
+import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
+import type { FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
@@ -26,12 +27,37 @@ function weights(m: StepMessage, expert: number, gradients: boolean): ExpertWeig
   return { wIn: at(wIn), wOut: at(wOut), ...(wGate >= 0 && { wGate: at(wGate) }) };
 }
 
-export default function run(m: StepMessage): WorkerReport {
+export default function run(m: WorkerMessage): WorkerReport {
   if (m.fault === 'throw') throw new Error('injected fault');
   if (m.fault === 'exit') process.exit(1);
   if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
-
   const start = performance.now();
+  if (m.kind === 'ffn') runFfn(m);
+  else runExperts(m);
+  return { busyMs: performance.now() - start };
+}
+
+function runFfn(m: FfnMessage): void {
+  const { n, d, f } = m;
+  const shape = { n, d, f, activation: m.activation };
+  const mats = (o: FfnMessage['weights']): MlpWeights => ({
+    up: arena.f32At(o.up, d * f), down: arena.f32At(o.down, f * d),
+    ...(o.gate >= 0 && { gate: arena.f32At(o.gate, d * f) }), ...(o.upBias >= 0 && { upBias: arena.f32At(o.upBias, f) }),
+  });
+  const w = mats(m.weights), x = arena.f32At(m.x, n * d);
+  for (const s of m.shards) {
+    const fc = s.f1 - s.f0;
+    const at = (offset: number, length: number) => arena.f32At(offset, length);
+    const b = {
+      a: at(s.a, n * fc), h: at(s.h, n * fc), y: at(s.y, n * d), dh: at(s.dh, n * fc), dx: at(s.dx, n * d),
+      ...(s.g >= 0 && { g: at(s.g, n * fc), dg: at(s.dg, n * fc) }),
+    };
+    if (m.phase === 'forward') mlpShardForward(kernels, shape, w, x, s.f0, s.f1, b);
+    else mlpShardBackward(kernels, shape, w, mats(m.grads), x, arena.f32At(m.dy, n * d), s.f0, s.f1, b);
+  }
+}
+
+function runExperts(m: StepMessage): void {
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
   const T = m.tokens;
@@ -48,5 +74,4 @@ export default function run(m: StepMessage): WorkerReport {
         weights(m, job.expert, true));
     }
   }
-  return { busyMs: performance.now() - start };
 }

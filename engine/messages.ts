@@ -27,7 +27,9 @@ export interface ExpertJob {
 
 export type Fault = 'throw' | 'exit' | 'hang';
 
+/** A Switch layer's experts for one phase of a step. */
 export interface StepMessage {
+  kind: 'switch';
   phase: 'forward' | 'backward';
   step: number;
   training: boolean;
@@ -42,6 +44,22 @@ export interface StepMessage {
   /** Fault injection for tests: the worker fails this way instead of computing. */
   fault?: Fault;
 }
+
+/** Shards of a dense FFN (model/mlp.ts) for one phase of a step. Offsets in bytes; −1: absent. */
+export interface FfnMessage {
+  kind: 'ffn';
+  phase: 'forward' | 'backward';
+  step: number;
+  n: number; d: number; f: number;
+  activation: Activation;
+  x: number; dy: number;
+  weights: { up: number; down: number; gate: number; upBias: number };
+  grads: { up: number; down: number; gate: number; upBias: number };
+  shards: { f0: number; f1: number; a: number; g: number; h: number; y: number; dh: number; dg: number; dx: number }[];
+  fault?: Fault;
+}
+
+export type WorkerMessage = StepMessage | FfnMessage;
 
 export interface WorkerReport {
   /** Milliseconds the worker spent computing this message's jobs. */

@@ -129,7 +129,7 @@ export class SwitchEngine {
       const fault = this.faults.get(w);
       this.faults.delete(w);
       return this.pool.run(w, {
-        phase, step: s.step, training: s.training, tokens: s.routing.tokens, layer,
+        kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, layer,
         x: s.x.byteOffset, dy: s.dy?.byteOffset ?? -1, dGates: s.dGates?.byteOffset ?? -1, dGatesLength: s.dGates?.length ?? 0,
         jobs: list, ...(fault && { fault }),
       });

@@ -8,8 +8,9 @@ import { type ModelConfig, PRESETS, type TrainConfig } from '../model/config.js'
 import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from '../model/data.js';
 import { AdamW } from '../model/optim.js';
 import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from '../model/tokenizer.js';
-import { type SwitchFactory, Transformer } from '../model/transformer.js';
+import { Transformer } from '../model/transformer.js';
 import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './runs.js';
+import { ParallelShards } from './ffn-shards.js';
 import { SwitchEngine } from './switch-engine.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -80,10 +81,15 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
   const workers = o.workers ?? availableParallelism();
-  const pool = config.model.numExperts > 0 && workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
-  const switchFactory: SwitchFactory | undefined = pool
-    && ((options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }));
-  const model = new Transformer(kernels, config.model, { seed: t.seed, ...(switchFactory && { switchFactory }) });
+  // One pool of workers serves every Switch layer's experts and every dense FFN's shards.
+  const pool = workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
+  const model = new Transformer(kernels, config.model, {
+    seed: t.seed,
+    ...(pool && {
+      switchFactory: (options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }),
+      shardRunner: new ParallelShards(pool, kernels.arena),
+    }),
+  });
   const optimizer = new AdamW(kernels, model.params.list, t);
   try {
     mkdirSync(o.out, { recursive: true });

@@ -8,7 +8,7 @@ import type { Arena } from '../kernels/arena.js';
 import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
 import { compiledScript, threadExecArgv } from './compiled-script.js';
 import type { ExpertWorkerData } from './expert-worker.js';
-import type { StepMessage, WorkerReport } from './messages.js';
+import type { WorkerMessage, WorkerReport } from './messages.js';
 
 export interface WorkerPoolOptions {
   arena: Arena;
@@ -56,7 +56,7 @@ export class WorkerPool {
    * the worker throws, dies or does not answer within the timeout; Piscina starts a new thread in
    * its place, which attaches to the same shared memory, where the experts' weights still are.
    */
-  async run(w: number, message: StepMessage): Promise<WorkerReport> {
+  async run(w: number, message: WorkerMessage): Promise<WorkerReport> {
     this.bytesPosted += serialize(message).byteLength;
     try {
       const report = (await this.pools[w]!.run(message, { signal: AbortSignal.timeout(this.timeoutMs) })) as WorkerReport;
@@ -65,8 +65,10 @@ export class WorkerPool {
     } catch (cause) {
       const reason = cause instanceof Error && cause.name === 'AbortError'
         ? `no answer within ${this.timeoutMs} ms` : (cause as Error).message;
-      const experts = message.jobs.map((j) => j.expert).join(', ');
-      throw new Error(`engine: worker ${w} (experts ${experts}) failed in ${message.phase} of step ${message.step}: ${reason}`, { cause });
+      const work = message.kind === 'switch'
+        ? `experts ${message.jobs.map((j) => j.expert).join(', ')}`
+        : `dense FFN shards ${message.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`;
+      throw new Error(`engine: worker ${w} (${work}) failed in ${message.phase} of step ${message.step}: ${reason}`, { cause });
     }
   }
 

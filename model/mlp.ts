@@ -1,42 +1,74 @@
 // The dense feed-forward block of the non-Switch layers: act(x·W_up (+ b)) · W_down (+ b), or
 // SwiGLU's silu(x·W_gate) ⊙ (x·W_up). The experts compute the same thing without biases.
+//
+// Split by hidden units into a fixed number of shards (Megatron's tensor parallelism): shard c
+// owns columns f0…f1 of W_up and W_gate and rows f0…f1 of W_down, so its weight gradients are
+// its own, and only the [N×d] output and input gradient are summed over shards. The shards can
+// run on different threads; the sum runs in shard order on the caller's, so the result is the
+// same wherever they run.
 import type { Kernels } from '../kernels/index.js';
 import type { Activation } from './config.js';
-import { type LinearParams, linearBackward, linearForward } from './linear.js';
-import type { Workspace } from './workspace.js';
 
-export interface MlpParams { up: LinearParams; down: LinearParams; gate?: LinearParams }
-export interface MlpCache { x: Float32Array; a: Float32Array; g?: Float32Array; h: Float32Array }
+export interface MlpShape { n: number; d: number; f: number; activation: Activation }
 
-export function mlpForward(k: Kernels, ws: Workspace, p: MlpParams, activation: Activation, x: Float32Array, n: number,
-  d: number, f: number, out: Float32Array): MlpCache {
-  const a = ws.scratch(n * f), h = ws.scratch(n * f);
-  linearForward(k, p.up, x, n, d, f, a);
-  let g: Float32Array | undefined;
-  if (activation === 'swiglu') {
-    g = ws.scratch(n * f);
-    linearForward(k, p.gate!, x, n, d, f, g);
-    k.swiglu(g, a, h);
-  } else if (activation === 'gelu') k.gelu(a, h);
-  else k.relu(a, h);
-  linearForward(k, p.down, h, n, f, d, out);
-  return { x, a, ...(g && { g }), h };
+export interface MlpWeights {
+  up: Float32Array; // [d×f]
+  down: Float32Array; // [f×d]
+  gate?: Float32Array; // [d×f], swiglu
+  upBias?: Float32Array; // [f]
 }
 
-export function mlpBackward(k: Kernels, ws: Workspace, p: MlpParams, activation: Activation, c: MlpCache, dy: Float32Array,
-  n: number, d: number, f: number): Float32Array {
-  const dh = ws.scratch(n * f);
-  linearBackward(k, p.down, c.h, dy, n, f, d, dh);
-  const dx = ws.scratch(n * d);
-  if (activation === 'swiglu') {
-    const dg = ws.scratch(n * f);
-    k.swigluBackward(c.g!, c.a, dh, dg, dh);
-    linearBackward(k, p.gate!, c.x, dg, n, d, f, dx);
-    linearBackward(k, p.up, c.x, dh, n, d, f, dx, true);
-    return dx;
-  }
-  if (activation === 'gelu') k.geluBackward(c.a, dh, dh);
-  else k.reluBackward(c.a, dh, dh);
-  linearBackward(k, p.up, c.x, dh, n, d, f, dx);
-  return dx;
+/** One shard's buffers for one step; a, g, h, dh, dg are [n × (f1−f0)], y and dx [n×d] partial sums. */
+export interface MlpShardBuffers {
+  a: Float32Array; g?: Float32Array; h: Float32Array; y: Float32Array;
+  dh: Float32Array; dg?: Float32Array; dx: Float32Array;
+}
+
+export function shardRange(f: number, shards: number, c: number): [number, number] {
+  return [Math.floor((c * f) / shards), Math.floor(((c + 1) * f) / shards)];
+}
+
+export function mlpShardForward(k: Kernels, s: MlpShape, w: MlpWeights, x: Float32Array, f0: number, f1: number,
+  b: MlpShardBuffers): void {
+  const { n, d, f } = s, fc = f1 - f0;
+  k.gemm('nn', n, fc, d, x, w.up.subarray(f0), b.a, false, { ldb: f });
+  if (w.upBias) for (let r = 0; r < n; r++) for (let j = 0; j < fc; j++) b.a[r * fc + j]! += w.upBias[f0 + j]!;
+  if (s.activation === 'swiglu') {
+    k.gemm('nn', n, fc, d, x, w.gate!.subarray(f0), b.g!, false, { ldb: f });
+    k.swiglu(b.g!, b.a, b.h);
+  } else if (s.activation === 'gelu') k.gelu(b.a, b.h);
+  else k.relu(b.a, b.h);
+  k.gemm('nn', n, d, fc, b.h, w.down.subarray(f0 * d), b.y, false);
+}
+
+/** Given dy [n×d]: writes this shard's slices of the weight gradients and its partial dx. */
+export function mlpShardBackward(k: Kernels, s: MlpShape, w: MlpWeights, g: MlpWeights, x: Float32Array, dy: Float32Array,
+  f0: number, f1: number, b: MlpShardBuffers): void {
+  const { n, d, f } = s, fc = f1 - f0;
+  k.gemm('tn', fc, d, n, b.h, dy, g.down.subarray(f0 * d), true); // dW_down[f0:f1] += hᵀ·dy
+  k.gemm('nt', n, fc, d, dy, w.down.subarray(f0 * d), b.dh, false); // dh = dy·W_down[f0:f1]ᵀ
+  if (s.activation === 'swiglu') {
+    k.swigluBackward(b.g!, b.a, b.dh, b.dg!, b.dh); // dh becomes da
+    k.gemm('tn', d, fc, n, x, b.dg!, g.gate!.subarray(f0), true, { ldc: f });
+  } else if (s.activation === 'gelu') k.geluBackward(b.a, b.dh, b.dh);
+  else k.reluBackward(b.a, b.dh, b.dh);
+  k.gemm('tn', d, fc, n, x, b.dh, g.up.subarray(f0), true, { ldc: f }); // dW_up[:, f0:f1] += xᵀ·da
+  if (g.upBias) for (let r = 0; r < n; r++) for (let j = 0; j < fc; j++) g.upBias[f0 + j]! += b.dh[r * fc + j]!;
+  k.gemm('nt', n, d, fc, b.dh, w.up.subarray(f0), b.dx, false, { ldb: f }); // dx = da·W_up[:, f0:f1]ᵀ
+  if (s.activation === 'swiglu') k.gemm('nt', n, d, fc, b.dg!, w.gate!.subarray(f0), b.dx, true, { ldb: f });
+}
+
+export interface MlpShard { f0: number; f1: number; buffers: MlpShardBuffers }
+
+/** Runs a dense FFN's shards: in this thread (below), or on worker threads (engine/ffn-shards.ts). */
+export interface ShardRunner {
+  forward(s: MlpShape, w: MlpWeights, x: Float32Array, shards: MlpShard[], step: number): void | Promise<void>;
+  backward(s: MlpShape, w: MlpWeights, g: MlpWeights, x: Float32Array, dy: Float32Array, shards: MlpShard[], step: number): void | Promise<void>;
+}
+
+export function inProcessShards(k: Kernels): ShardRunner {
+  return {
+    forward: (s, w, x, shards) => { for (const c of shards) mlpShardForward(k, s, w, x, c.f0, c.f1, c.buffers); },
+    backward: (s, w, g, x, dy, shards) => { for (const c of shards) mlpShardBackward(k, s, w, g, x, dy, c.f0, c.f1, c.buffers); },
+  };
 }

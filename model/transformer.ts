@@ -10,7 +10,7 @@ import { type AttentionCache, attentionBackward, attentionForward, ropeTables } 
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import type { LinearParams } from './linear.js';
 import { crossEntropy } from './loss.js';
-import { type MlpCache, type MlpParams, mlpBackward, mlpForward } from './mlp.js';
+import { type MlpShard, type MlpWeights, type ShardRunner, inProcessShards, shardRange } from './mlp.js';
 import { type Param, ParamSet } from './params.js';
 import { Rng } from './rng.js';
 import { type ForwardOptions, SwitchLayer, type SwitchLayerInit, type SwitchStats, type SwitchWeights } from './switch-layer.js';
@@ -45,19 +45,23 @@ const LAYERNORM_EPS = 1e-5;
 const RMSNORM_EPS = 1e-6; // Qwen2's rms_norm_eps
 
 interface NormParams { gain: Param; bias?: Param }
+/** Hidden-unit shards of each dense FFN (model/mlp.ts): a fixed count, so results do not depend on the threads. */
+const FFN_SHARDS = 2;
+
+interface Mlp { w: MlpWeights; g: MlpWeights; downBias?: Param }
 interface Layer {
   index: number;
   norm1: NormParams;
   qkv: LinearParams;
   proj: LinearParams;
   norm2: NormParams;
-  mlp?: MlpParams;
+  mlp?: Mlp;
   moe?: SwitchBlock;
 }
-interface NormCache { x: Float32Array; rstd: Float32Array; mean: Float32Array }
+interface NormCache { x: Float32Array; out: Float32Array; rstd: Float32Array; mean: Float32Array }
 interface LayerCache {
   n1: NormCache; attn: AttentionCache; attnMask?: Float32Array;
-  n2: NormCache; mlp?: MlpCache; ffnMask?: Float32Array;
+  n2: NormCache; shards?: MlpShard[]; ffnMask?: Float32Array;
 }
 
 export class Transformer {
@@ -76,12 +80,20 @@ export class Transformer {
     nf: NormCache; hF: Float32Array; dLogits?: Float32Array; training: boolean; step: number;
   };
 
-  constructor(kernels: Kernels, config: ModelConfig, options: { seed?: number; switchFactory?: SwitchFactory } = {}) {
+  private readonly shards: ShardRunner;
+
+  /**
+   * `switchFactory` makes the Switch layers and `shardRunner` runs the dense FFNs' shards: by
+   * default both in this thread; the trainer passes the engine's, which use the worker threads.
+   */
+  constructor(kernels: Kernels, config: ModelConfig,
+    options: { seed?: number; switchFactory?: SwitchFactory; shardRunner?: ShardRunner } = {}) {
     this.config = checkModelConfig(config);
     this.k = kernels;
     this.seed = options.seed ?? 0;
     this.ws = new Workspace(kernels);
     this.params = new ParamSet(kernels);
+    this.shards = options.shardRunner ?? inProcessShards(kernels);
     const c = config, d = c.dModel, f = c.dFF;
     const makeSwitch = options.switchFactory ?? ((o, init) => new SwitchLayer(kernels, o, init));
     const add = (name: string, shape: number[], fanIn?: number) =>
@@ -126,9 +138,14 @@ export class Transformer {
         }
         layer.moe = moe;
       } else {
+        const up = add(`${at}.mlp.up.weight`, [d, f], d), down = add(`${at}.mlp.down.weight`, [f, d], f);
+        const gate = c.activation === 'swiglu' ? add(`${at}.mlp.gate.weight`, [d, f], d) : undefined;
+        const upBias = c.bias ? zeros(`${at}.mlp.up.bias`, f) : undefined;
+        const downBias = c.bias ? zeros(`${at}.mlp.down.bias`, d) : undefined;
         layer.mlp = {
-          up: linear(`${at}.mlp.up`, d, f), down: linear(`${at}.mlp.down`, f, d),
-          ...(c.activation === 'swiglu' && { gate: linear(`${at}.mlp.gate`, d, f) }),
+          w: { up: up.data, down: down.data, ...(gate && { gate: gate.data }), ...(upBias && { upBias: upBias.data }) },
+          g: { up: up.grad, down: down.grad, ...(gate && { gate: gate.grad }), ...(upBias && { upBias: upBias.grad }) },
+          ...(downBias && { downBias }),
         };
       }
       this.layers.push(layer);
@@ -178,7 +195,7 @@ export class Transformer {
 
       const n2 = this.norm(layer.norm2, x1, N);
       let fOut: Float32Array;
-      let mlp: MlpCache | undefined;
+      let shards: MlpShard[] | undefined;
       if (layer.moe) {
         const { y, stats } = await layer.moe.forward(n2.out, N, { training, step });
         fOut = y;
@@ -186,14 +203,18 @@ export class Transformer {
         auxLoss += stats.auxLoss;
         zLoss += stats.zLoss;
       } else {
-        fOut = ws.scratch(N * d);
-        mlp = mlpForward(k, ws, layer.mlp!, c.activation, n2.out, N, d, c.dFF, fOut);
+        shards = this.mlpShards(N);
+        await this.shards.forward(this.mlpShape(N), layer.mlp!.w, n2.out, shards, step);
+        fOut = ws.f32(N * d);
+        for (const sh of shards) for (let i = 0; i < fOut.length; i++) fOut[i]! += sh.buffers.y[i]!;
+        const bias = layer.mlp!.downBias?.data;
+        if (bias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) fOut[r * d + j]! += bias[j]!;
       }
       const ffnMask = this.dropout(fOut, training, step, layer.index, 'ffn');
       const x2 = ws.scratch(N * d);
       for (let i = 0; i < x2.length; i++) x2[i] = x1[i]! + fOut[i]!;
       layerCaches.push({
-        n1: n1.cache, attn, ...(attnMask && { attnMask }), n2: n2.cache, ...(mlp && { mlp }), ...(ffnMask && { ffnMask }),
+        n1: n1.cache, attn, ...(attnMask && { attnMask }), n2: n2.cache, ...(shards && { shards }), ...(ffnMask && { ffnMask }),
       });
       x = x2;
     }
@@ -235,7 +256,7 @@ export class Transformer {
       const layer = this.layers[i]!, lc = s.layers[i]!;
       // x₂ = x₁ + drop(ffn(norm₂(x₁))): the residual passes dx through; the branch adds its own.
       const dF = masked(ws, dx, lc.ffnMask);
-      const dH2 = layer.moe ? await layer.moe.backward(dF) : mlpBackward(k, ws, layer.mlp!, c.activation, lc.mlp!, dF, N, d, c.dFF);
+      const dH2 = layer.moe ? await layer.moe.backward(dF) : await this.mlpBackward(layer.mlp!, lc, dF, N, s.step);
       this.normBackward(layer.norm2, lc.n2, dH2, N, dx, true);
       const dA = masked(ws, dx, lc.attnMask);
       const dH1 = attentionBackward(k, ws, shape, layer.qkv, layer.proj, lc.attn, this.rope, dA);
@@ -251,12 +272,42 @@ export class Transformer {
     for (const layer of this.layers) await layer.moe?.dispose();
   }
 
+  private mlpShape(n: number) {
+    return { n, d: this.config.dModel, f: this.config.dFF, activation: this.config.activation };
+  }
+
+  private mlpShards(n: number): MlpShard[] {
+    const { dModel: d, dFF: f, activation } = this.config;
+    return Array.from({ length: FFN_SHARDS }, (_, c) => {
+      const [f0, f1] = shardRange(f, FFN_SHARDS, c);
+      const cols = n * (f1 - f0);
+      const swiglu = activation === 'swiglu';
+      const a = () => this.ws.scratch(cols);
+      return {
+        f0, f1,
+        buffers: { a: a(), h: a(), y: this.ws.scratch(n * d), dh: a(), dx: this.ws.scratch(n * d), ...(swiglu && { g: a(), dg: a() }) },
+      };
+    });
+  }
+
+  /** The shards' partial input gradients summed in shard order, and the output bias's gradient. */
+  private async mlpBackward(mlp: Mlp, lc: LayerCache, dy: Float32Array, n: number, step: number): Promise<Float32Array> {
+    const d = this.config.dModel;
+    const shards = lc.shards!;
+    await this.shards.backward(this.mlpShape(n), mlp.w, mlp.g, lc.n2.out, dy, shards, step);
+    const dx = this.ws.f32(n * d);
+    for (const sh of shards) for (let i = 0; i < dx.length; i++) dx[i]! += sh.buffers.dx[i]!;
+    const db = mlp.downBias?.grad;
+    if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
+    return dx;
+  }
+
   private norm(p: NormParams, x: Float32Array, n: number): { out: Float32Array; cache: NormCache } {
     const d = this.config.dModel;
     const out = this.ws.scratch(n * d), rstd = this.ws.scratch(n), mean = this.ws.scratch(n);
     if (this.config.norm === 'layernorm') this.k.layerNorm(x, p.gain.data, p.bias?.data, out, rstd, mean, n, d, LAYERNORM_EPS);
     else this.k.rmsNorm(x, p.gain.data, out, rstd, n, d, RMSNORM_EPS);
-    return { out, cache: { x, rstd, mean } };
+    return { out, cache: { x, out, rstd, mean } };
   }
 
   /** Backward of a norm whose output gradient is dy: writes (or adds, `accumulate`) into dx. */
