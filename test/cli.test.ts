@@ -9,6 +9,15 @@ const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
 const ref = (name: string) => new URL(`./reference/${name}`, import.meta.url).pathname;
 const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
 
+describe('the package', () => {
+  it('exposes its typed API by name, as a user imports it', () => {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e',
+      "import { train, loadRun, generate, evaluateRun, createEngine, SwitchLayer } from 'switchyard'; console.log([train, loadRun, generate, evaluateRun, createEngine, SwitchLayer].map((f) => typeof f).join())"],
+    { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+    expect(r.stdout.trim()).toBe('function,function,function,function,function,function');
+  });
+});
+
 describe('switchyard check-reference', () => {
   it('passes the shared cases and prints every field', () => {
     const out = execFileSync(process.execPath, [cli, 'check-reference', ref('top1-relu-cf1.25.json'), ref('top2-relu-cf1.0.json')], { encoding: 'utf8' });
