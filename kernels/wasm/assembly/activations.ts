@@ -136,48 +136,58 @@ export function geluBackward(x: usize, dy: usize, dx: usize, n: i32): void {
   }
 }
 
+/** σ(x) = 1/(1 + e^(−x)) for four lanes. */
 // @ts-ignore: decorator
-@inline function sigmoid(v: f32): f32 {
-  return <f32>1 / (<f32>1 + Mathf.exp(-v));
+@inline function sigmoid4(x: v128): v128 {
+  return f32x4.div(k(5), f32x4.add(k(5), exp4(f32x4.neg(x))));
 }
+
+// Each kernel below runs four lanes at a time over whole vectors, then once more over the last
+// one to three values through loadTail/storeTail.
 
 /** silu(x) = x·σ(x). */
 export function silu(x: usize, out: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
-    const o = <usize>(i * 4);
-    const v = load<f32>(x + o);
-    store<f32>(out + o, v * sigmoid(v));
+  for (let i = 0; i < n; i += 4) {
+    const o = <usize>(i * 4), count = min(4, n - i);
+    const v = count == 4 ? v128.load(x + o) : loadTail(x + o, count);
+    const y = f32x4.mul(v, sigmoid4(v));
+    if (count == 4) v128.store(out + o, y); else storeTail(out + o, y, count);
   }
 }
 
 /** d silu/dx = σ(x)·(1 + x·(1 − σ(x))). */
 export function siluBackward(x: usize, dy: usize, dx: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
-    const o = <usize>(i * 4);
-    const v = load<f32>(x + o);
-    const s = sigmoid(v);
-    store<f32>(dx + o, load<f32>(dy + o) * s * (1 + v * (1 - s)));
+  for (let i = 0; i < n; i += 4) {
+    const o = <usize>(i * 4), count = min(4, n - i);
+    const v = count == 4 ? v128.load(x + o) : loadTail(x + o, count);
+    const d = count == 4 ? v128.load(dy + o) : loadTail(dy + o, count);
+    const s = sigmoid4(v);
+    const y = f32x4.mul(d, f32x4.mul(s, madd(v, f32x4.sub(k(5), s), k(5))));
+    if (count == 4) v128.store(dx + o, y); else storeTail(dx + o, y, count);
   }
 }
 
 /** SwiGLU's hidden layer: h = silu(g) ⊙ u. */
 export function swiglu(g: usize, u: usize, out: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
-    const o = <usize>(i * 4);
-    const v = load<f32>(g + o);
-    store<f32>(out + o, v * sigmoid(v) * load<f32>(u + o));
+  for (let i = 0; i < n; i += 4) {
+    const o = <usize>(i * 4), count = min(4, n - i);
+    const v = count == 4 ? v128.load(g + o) : loadTail(g + o, count);
+    const w = count == 4 ? v128.load(u + o) : loadTail(u + o, count);
+    const y = f32x4.mul(f32x4.mul(v, sigmoid4(v)), w);
+    if (count == 4) v128.store(out + o, y); else storeTail(out + o, y, count);
   }
 }
 
 /** Backward of h = silu(g) ⊙ u: dg = dh·u·silu'(g), du = dh·silu(g). dg/du may alias dh. */
 export function swigluBackward(g: usize, u: usize, dh: usize, dg: usize, du: usize, n: i32): void {
-  for (let i = 0; i < n; i++) {
-    const o = <usize>(i * 4);
-    const v = load<f32>(g + o);
-    const uv = load<f32>(u + o);
-    const d = load<f32>(dh + o);
-    const s = sigmoid(v);
-    store<f32>(dg + o, d * uv * s * (1 + v * (1 - s)));
-    store<f32>(du + o, d * v * s);
+  for (let i = 0; i < n; i += 4) {
+    const o = <usize>(i * 4), count = min(4, n - i);
+    const v = count == 4 ? v128.load(g + o) : loadTail(g + o, count);
+    const w = count == 4 ? v128.load(u + o) : loadTail(u + o, count);
+    const d = count == 4 ? v128.load(dh + o) : loadTail(dh + o, count);
+    const s = sigmoid4(v);
+    const gradG = f32x4.mul(f32x4.mul(d, w), f32x4.mul(s, madd(v, f32x4.sub(k(5), s), k(5))));
+    const gradU = f32x4.mul(d, f32x4.mul(v, s));
+    if (count == 4) { v128.store(dg + o, gradG); v128.store(du + o, gradU); } else { storeTail(dg + o, gradG, count); storeTail(du + o, gradU, count); }
   }
 }
