@@ -2,6 +2,7 @@
 // The `switchyard` command: a thin layer over the typed API.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
+import { exportRun, importRun } from '../engine/interchange.js';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { ARCHITECTURES, PRESETS } from '../model/config.js';
 import { BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
@@ -98,6 +99,27 @@ program
     const run = loadRun(o.run);
     console.log(await generate(run, { prompt: o.prompt, maxTokens: o.tokens, temperature: o.temperature, topK: o.topK, seed: o.seed }));
     await run.model.dispose();
+  });
+
+program
+  .command('export')
+  .description('write a run as a Hugging Face Qwen2-MoE folder (config.json, model.safetensors, tokenizer.json)')
+  .requiredOption('--run <dir>', 'the run folder')
+  .addOption(new Option('--format <name>', 'checkpoint format').choices(['qwen2-moe']).default('qwen2-moe'))
+  .requiredOption('--out <dir>', 'the folder to write')
+  .action(async (o: { run: string; out: string }) => {
+    await exportRun(o.run, o.out, createKernels());
+    console.log(`wrote ${o.out}: config.json, model.safetensors, tokenizer.json, tokenizer_config.json`);
+  });
+
+program
+  .command('import')
+  .description('read a Hugging Face Qwen2-MoE folder into a run folder (for eval, generate, train --resume)')
+  .requiredOption('--from <dir>', 'the Qwen2-MoE folder')
+  .requiredOption('--out <dir>', 'the run folder to write')
+  .action(async (o: { from: string; out: string }) => {
+    await importRun(o.from, o.out, createKernels());
+    console.log(`wrote ${o.out}: config.json, checkpoint.safetensors (step 0)`);
   });
 
 program
