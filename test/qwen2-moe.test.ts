@@ -127,6 +127,28 @@ describe('import from Qwen2-MoE', () => {
   });
 });
 
+describe('the export and import commands', () => {
+  const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+  it('export, import, then generate from the imported run', async () => {
+    const hf = join(scratch(), 'hf'), back = join(scratch(), 'back');
+    expect(run('export', '--run', await makeRun(CONFIG), '--format', 'qwen2-moe', '--out', hf).stdout).toMatch(/wrote .*model\.safetensors/);
+    expect(run('import', '--from', hf, '--out', back).stdout).toMatch(/checkpoint\.safetensors \(step 0\)/);
+    const g = run('generate', '--run', back, '--prompt', 'ROMEO', '--tokens', '5');
+    expect(g.status).toBe(0);
+    expect(g.stdout.startsWith('ROMEO')).toBe(true);
+  }, 60_000);
+
+  it('a layout that cannot be exported is an error, and so is an unknown format', async () => {
+    const gpt = await makeRun({ ...CONFIG, norm: 'layernorm' });
+    const r = run('export', '--run', gpt, '--out', scratch());
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/cannot be expressed as Qwen2-MoE: normalization is layernorm/);
+    expect(run('export', '--run', gpt, '--format', 'gguf', '--out', scratch()).stderr).toMatch(/Allowed choices are qwen2-moe/);
+  }, 60_000);
+});
+
 /** A Python with torch and transformers: SWITCHYARD_ORACLE_PYTHON, or the venv at .venv-oracle. */
 function oraclePython(): string | undefined {
   const candidates = [process.env.SWITCHYARD_ORACLE_PYTHON, new URL('../.venv-oracle/bin/python', import.meta.url).pathname];
