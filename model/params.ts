@@ -47,10 +47,6 @@ export class ParamSet {
   zeroGrads(): void {
     for (const p of this.list) p.grad.fill(0);
   }
-
-  get count(): number {
-    return this.list.reduce((n, p) => n + p.data.length, 0);
-  }
 }
 
 /** The Switch paper's reduced initialization: truncated normal, std = sqrt(0.1 / fan_in). */
