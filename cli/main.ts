@@ -2,7 +2,10 @@
 // The `switchyard` command: a thin layer over the typed API.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
+import { basename, join } from 'node:path';
+import { readRun, renderReport } from '../bench/html-report.js';
 import { exportRun, importRun } from '../engine/interchange.js';
+import { writeFileAtomic } from '../model/checkpoint.js';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { ARCHITECTURES, PRESETS } from '../model/config.js';
 import { BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
@@ -99,6 +102,17 @@ program
     const run = loadRun(o.run);
     console.log(await generate(run, { prompt: o.prompt, maxTokens: o.tokens, temperature: o.temperature, topK: o.topK, seed: o.seed }));
     await run.model.dispose();
+  });
+
+program
+  .command('report')
+  .description('an HTML report of a run: loss curves, dropped tokens, expert load over training (inline SVG, no network)')
+  .requiredOption('--run <dir>', 'the run folder')
+  .option('--out <file>', 'where to write it (default: <run>/report.html)')
+  .action((o: { run: string; out?: string }) => {
+    const out = o.out ?? join(o.run, 'report.html');
+    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, [readRun(o.run, basename(o.run))]));
+    console.log(`wrote ${out}`);
   });
 
 program

@@ -1,0 +1,113 @@
+// A self-contained HTML report of one or more training runs (inline SVG, no scripts, no network):
+// validation loss against steps and wall time, dropped tokens, the experts' load over training,
+// and a table of the final figures. `switchyard report --run DIR` and the experiments write it.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { readRunConfig } from '../engine/runs.js';
+import type { ModelConfig } from '../model/config.js';
+import { machine } from './report.js';
+import { heatmap, lineChart, type Series } from './svg.js';
+
+export interface LogLine {
+  step: number; loss: number; val_loss?: number; tokens_per_s: number; elapsed_s: number;
+  dropped_fraction: number; expert_load: number[][];
+}
+
+export interface ReportRun { name: string; model: ModelConfig; log: LogLine[] }
+
+export function readRun(dir: string, name = dir): ReportRun {
+  const file = join(dir, 'log.jsonl');
+  if (!existsSync(file)) throw new Error(`${dir}: no log.jsonl (not a run folder, or a run that has not logged a step)`);
+  const log = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line, i) => {
+    try {
+      return JSON.parse(line) as LogLine;
+    } catch {
+      throw new Error(`${file}: line ${i + 1} is not JSON`);
+    }
+  });
+  if (log.length === 0) throw new Error(`${file}: empty`);
+  return { name, model: readRunConfig(dir).model, log };
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1] ?? NaN; };
+
+/** Averages of `f` over consecutive windows, as chart points at each window's last step. */
+function smoothed(log: LogLine[], f: (l: LogLine) => number, points = 100): [number, number][] {
+  const size = Math.max(1, Math.ceil(log.length / points));
+  const out: [number, number][] = [];
+  for (let i = 0; i < log.length; i += size) {
+    const window = log.slice(i, i + size);
+    out.push([window[window.length - 1]!.step, mean(window.map(f))]);
+  }
+  return out;
+}
+
+export function finalFigures(r: ReportRun) {
+  const val = r.log.filter((l) => l.val_loss !== undefined);
+  return {
+    steps: r.log[r.log.length - 1]!.step,
+    finalValLoss: val[val.length - 1]?.val_loss ?? NaN,
+    bestValLoss: Math.min(...val.map((l) => l.val_loss!)),
+    trainLoss: mean(r.log.slice(-50).map((l) => l.loss)),
+    tokensPerS: median(r.log.map((l) => l.tokens_per_s)),
+    wallS: r.log[r.log.length - 1]!.elapsed_s,
+    droppedFraction: mean(r.log.map((l) => l.dropped_fraction)),
+  };
+}
+
+export function renderReport(title: string, runs: ReportRun[], intro = ''): string {
+  const valSeries = (x: (l: LogLine) => number): Series[] =>
+    runs.map((r) => ({ name: r.name, points: r.log.filter((l) => l.val_loss !== undefined).map((l) => [x(l), l.val_loss!]) }));
+  const charts = [
+    lineChart('Validation loss against steps', 'step', 'validation loss', valSeries((l) => l.step)),
+    lineChart('Validation loss against wall time', 'seconds', 'validation loss', valSeries((l) => l.elapsed_s)),
+    lineChart('Training loss (windowed mean)', 'step', 'loss', runs.map((r) => ({ name: r.name, points: smoothed(r.log, (l) => l.loss) }))),
+  ];
+  const sparse = runs.filter((r) => r.log[0]!.expert_load.length > 0);
+  if (sparse.length > 0) {
+    charts.push(lineChart('Dropped token assignments (windowed mean)', 'step', 'fraction dropped',
+      sparse.map((r) => ({ name: r.name, points: smoothed(r.log, (l) => l.dropped_fraction) }))));
+  }
+  const byCapacity = sparse.filter((r) => r.model.capacityFactor !== null);
+  if (new Set(byCapacity.map((r) => r.model.capacityFactor)).size > 1) {
+    const points = byCapacity.map((r) => [r.model.capacityFactor!, finalFigures(r).droppedFraction] as [number, number]).sort((a, b) => a[0] - b[0]);
+    charts.push(lineChart('Dropped fraction against capacity factor', 'capacity factor', 'mean fraction dropped', [{ name: 'runs', points }]));
+  }
+  const heatmaps = sparse.flatMap((r) => {
+    const columns = Math.min(40, r.log.length), size = Math.ceil(r.log.length / columns);
+    const bins = Array.from({ length: Math.ceil(r.log.length / size) }, (_, b) => r.log.slice(b * size, (b + 1) * size));
+    const sparseLayers = Array.from({ length: r.model.layers }, (_, i) => i).filter((i) => (i + 1) % r.model.sparseStep === 0);
+    return r.log[0]!.expert_load.map((_, layer) => {
+      const E = r.log[0]!.expert_load[layer]!.length;
+      const values = Array.from({ length: E }, (_, e) => bins.map((bin) => mean(bin.map((l) => l.expert_load[layer]![e]!))));
+      return heatmap(`${r.name}: share of tokens per expert, layer ${sparseLayers[layer] ?? layer}`, (e) => `expert ${e}`,
+        bins.map((bin) => String(bin[bin.length - 1]!.step)), values, 1 / E);
+    });
+  });
+  const rows = runs.map((r) => {
+    const f = finalFigures(r);
+    const cell = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
+    return `<tr><td>${esc(r.name)}</td><td>${r.model.numExperts || 'dense'}</td><td>${r.model.topK}</td><td>${r.model.capacityFactor ?? 'dropless'}</td>`
+      + `<td>${f.steps}</td><td><b>${cell(f.finalValLoss, 4)}</b></td><td>${cell(f.bestValLoss, 4)}</td><td>${cell(f.trainLoss, 4)}</td>`
+      + `<td>${cell(f.tokensPerS, 0)}</td><td>${cell(f.wallS, 1)}</td><td>${cell(100 * f.droppedFraction, 2)}%</td></tr>`;
+  }).join('\n');
+  const m = machine();
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
+<style>body{font:14px/1.45 sans-serif;margin:24px;max-width:1000px;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:16px 0}</style>
+</head><body>
+<h1>${esc(title)}</h1>
+<p>${esc(String(m.cpu))}, ${m.cores} cores, Node ${esc(String(m.node))}. ${intro}</p>
+<h2>Final figures</h2>
+<table><thead><tr><th>run</th><th>experts</th><th>top-k</th><th>capacity</th><th>steps</th><th>val loss</th><th>best val</th><th>train loss (last 50)</th><th>tokens/s (median)</th><th>wall s</th><th>dropped</th></tr></thead>
+<tbody>
+${rows}
+</tbody></table>
+${charts.map((c) => `<figure>${c}</figure>`).join('\n')}
+${heatmaps.length ? '<h2>Expert load over training</h2>' : ''}
+${heatmaps.map((c) => `<figure>${c}</figure>`).join('\n')}
+</body></html>
+`;
+}
