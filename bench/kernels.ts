@@ -1,12 +1,11 @@
 // `npm run bench:kernels`: single-thread GEMM GFLOP/s, every form, every WebAssembly variant, at
 // the square shapes and the expert FFN's shapes; the plain-TypeScript reference at 256³ for scale.
 // Variants run side by side in one process, so their ratio is fair on a noisy machine.
-import Benchmark from 'benchmark';
 import { Command, Option } from 'commander';
-import { Arena, GEMM_FORMS, type GemmForm, type Kernels, createKernels } from '../kernels/index.js';
+import { Arena, GEMM_FORMS, type Kernels, createKernels } from '../kernels/index.js';
 import { WASM_VARIANTS, kernelModule } from '../kernels/wasm/backend.js';
-import { Rng } from '../model/rng.js';
 import { type Row, printTable, writeJson } from './report.js';
+import { measureGemm } from './suites.js';
 
 /** m×k×n: C[m×n] = A[m×k]·B[k×n]. The expert shapes are a 640-token block through d 512 ↔ d_ff 2048. */
 const SHAPES: [number, number, number][] = [
@@ -21,36 +20,20 @@ const program = new Command('bench:kernels')
   .parse();
 const options = program.opts<{ json?: string; maxTime: number; quick?: boolean }>();
 
-function measure(kernels: Kernels, form: GemmForm, m: number, k: number, n: number): Row {
-  const rng = new Rng('bench', m, k, n);
-  const a = rng.fillNormal(kernels.allocF32(m * k)), b = rng.fillNormal(kernels.allocF32(k * n));
-  const c = kernels.allocF32(m * n);
-  const bench = new Benchmark(`${kernels.name} ${form} ${m}×${k}×${n}`, () => kernels.gemm(form, m, n, k, a, b, c, false), {
-    maxTime: options.maxTime, minSamples: 5,
-  });
-  bench.run();
-  for (const x of [a, b, c]) kernels.free(x);
-  const flop = 2 * m * n * k;
-  const row: Row = {
-    backend: kernels.name, form, m, k, n, threads: 1,
-    gflops: flop / bench.stats.mean / 1e9,
-    // The fastest sample: this machine's vCPUs share physical cores with other tenants, and a
-    // busy sibling halves FMA throughput, so the mean mixes two speeds.
-    gflops_best: flop / Math.min(...bench.stats.sample) / 1e9,
-    ms: bench.stats.mean * 1e3, rme_pct: bench.stats.rme,
-  };
-  console.log(`${String(row.backend).padEnd(18)} ${form} ${m}×${k}×${n}: ${(row.gflops as number).toFixed(1)} GFLOP/s`);
+const measure = (kernels: Kernels, ...shape: Parameters<typeof measureGemm> extends [unknown, ...infer R] ? R : never): Row => {
+  const row = measureGemm(kernels, ...shape);
+  console.log(`${String(row.backend).padEnd(18)} ${row.form} ${row.m}×${row.k}×${row.n}: ${(row.gflops as number).toFixed(1)} GFLOP/s`);
   return row;
-}
+};
 
 const backends: Kernels[] = WASM_VARIANTS.filter((v) => kernelModule(v))
   .map((variant) => createKernels({ backend: 'wasm', variant, arena: new Arena(64 * 1024 * 1024) }));
 const shapes = options.quick ? SHAPES.filter(([m]) => m === 512 || m === 640) : SHAPES;
 const rows: Row[] = [];
 for (const [m, k, n] of shapes) {
-  for (const form of GEMM_FORMS) for (const kernels of backends) rows.push(measure(kernels, form, m, k, n));
+  for (const form of GEMM_FORMS) for (const kernels of backends) rows.push(measure(kernels, form, m, k, n, options.maxTime));
 }
-if (!options.quick) rows.push(measure(createKernels({ backend: 'reference' }), 'nn', 256, 256, 256));
+if (!options.quick) rows.push(measure(createKernels({ backend: 'reference' }), 'nn', 256, 256, 256, options.maxTime));
 
 console.log();
 printTable(rows, ['backend', 'form', 'm', 'k', 'n', 'threads', 'gflops', 'gflops_best', 'ms', 'rme_pct']);

@@ -11,7 +11,7 @@ export function machine(): Row {
 
 export function printTable(rows: Row[], columns: string[]): void {
   const cell = (v: string | number | undefined) =>
-    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 2 : 1)) : (v ?? '');
+    typeof v === 'number' ? (Number.isInteger(v) ? String(v) : Math.abs(v) < 10 ? v.toPrecision(4) : v.toFixed(1)) : (v ?? '');
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (values: string[]) => values.map((v, i) => v.padStart(widths[i]!)).join('  ');
   console.log(line(columns));

@@ -11,6 +11,7 @@ import { ARCHITECTURES, PRESETS } from '../model/config.js';
 import { BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
 import { inProcess } from '../model/reference-case.js';
 import { evaluateRun, generate, loadRun } from '../index.js';
+import { benchCommand } from './bench.js';
 import { checkReferenceFiles } from './check-reference.js';
 import { trainCommand } from './train.js';
 
@@ -103,6 +104,13 @@ program
     console.log(await generate(run, { prompt: o.prompt, maxTokens: o.tokens, temperature: o.temperature, topK: o.topK, seed: o.seed }));
     await run.model.dispose();
   });
+
+program
+  .command('bench')
+  .description('the quick benchmark suite: GEMM, the Switch layer on 1…all cores, a training step, generation')
+  .option('--json <file>', 'also write every figure, with the machine\'s description, as JSON')
+  .option('--full', 'add the expert GEMM shapes, the MEDIUM layer and the small preset (minutes)')
+  .action((o: { json?: string; full?: boolean }) => benchCommand(o));
 
 program
   .command('report')

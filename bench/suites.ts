@@ -1,0 +1,121 @@
+// The measurements every benchmark entry point shares: one function per thing measured, each
+// returning a row for the table and the JSON. Benchmark.js runs the timing.
+import Benchmark from 'benchmark';
+import { SwitchEngine } from '../engine/switch-engine.js';
+import { WorkerPool } from '../engine/worker-pool.js';
+import { ParallelShards } from '../engine/ffn-shards.js';
+import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';
+import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { PRESETS } from '../model/config.js';
+import { sample } from '../model/generate.js';
+import { AdamW } from '../model/optim.js';
+import { Rng } from '../model/rng.js';
+import { charTokenizer } from '../model/tokenizer.js';
+import { Transformer } from '../model/transformer.js';
+import type { Row } from './report.js';
+
+/** The engine issue's Switch layer shapes. */
+export const SHAPES = {
+  SMALL: { tokens: 1024, dModel: 128, dFF: 512, numExperts: 8 },
+  MEDIUM: { tokens: 4096, dModel: 512, dFF: 2048, numExperts: 8 },
+} as const;
+export type ShapeName = keyof typeof SHAPES;
+
+/** Runs an async step under Benchmark.js; returns its stats. */
+async function timeAsync(name: string, maxTime: number, step: () => Promise<void>): Promise<Benchmark.Stats> {
+  const bench = new Benchmark(name, {
+    defer: true, maxTime, minSamples: 3,
+    fn: (deferred: { resolve(): void }) => { step().then(() => deferred.resolve(), (e) => { console.error(e); process.exit(1); }); },
+  });
+  await new Promise((resolve) => bench.on('complete', resolve).run({ async: true }));
+  return bench.stats;
+}
+
+/** Single-thread GEMM GFLOP/s: the mean, and the fastest sample (other tenants slow this machine in phases). */
+export function measureGemm(kernels: Kernels, form: GemmForm, m: number, k: number, n: number, maxTime: number): Row {
+  const rng = new Rng('bench', m, k, n);
+  const a = rng.fillNormal(kernels.allocF32(m * k)), b = rng.fillNormal(kernels.allocF32(k * n));
+  const c = kernels.allocF32(m * n);
+  const bench = new Benchmark(`${kernels.name} ${form} ${m}×${k}×${n}`, () => kernels.gemm(form, m, n, k, a, b, c, false), { maxTime, minSamples: 5 });
+  bench.run();
+  for (const x of [a, b, c]) kernels.free(x);
+  const flop = 2 * m * n * k;
+  return {
+    suite: 'kernels', backend: kernels.name, form, m, k, n, threads: 1,
+    gflops: flop / bench.stats.mean / 1e9, gflops_best: flop / Math.min(...bench.stats.sample) / 1e9,
+    ms: bench.stats.mean * 1e3, rme_pct: bench.stats.rme,
+  };
+}
+
+/** A Switch layer training step (forward + backward, SPEC losses, no optimizer) through the engine. */
+export async function measureSwitchStep(shape: ShapeName, workers: number, maxTime: number): Promise<Row> {
+  const { tokens, ...layer } = SHAPES[shape];
+  const engine = new SwitchEngine({ ...layer, capacityFactor: 1.25, activation: 'relu', workers, seed: 1 });
+  const rng = new Rng('bench-engine', shape);
+  const x = rng.fillNormal(new Float32Array(tokens * layer.dModel)), dy = rng.fillNormal(new Float32Array(tokens * layer.dModel));
+  const timings: ReturnType<SwitchEngine['lastTiming']>[] = [];
+  let step = 0;
+  const trainStep = async () => {
+    await engine.forward(x, tokens, { training: true, step: step++ });
+    await engine.backward(dy);
+    timings.push(engine.lastTiming());
+  };
+  await trainStep(); // threads start and compile their kernels
+  timings.length = 0;
+  const stats = await timeAsync(`${shape} × ${workers}`, maxTime, trainStep);
+  await engine.close();
+  const mean = (f: (t: typeof timings[0]) => number) => timings.reduce((s, t) => s + f(t), 0) / timings.length;
+  return {
+    suite: 'switch-layer', shape, workers, tokens_per_s: tokens / stats.mean, best_tokens_per_s: tokens / Math.min(...stats.sample),
+    step_ms: stats.mean * 1e3, overhead_fraction: mean((t) => t.overheadFraction), messaging_fraction: mean((t) => t.messagingFraction),
+    bytes_posted: Math.round(mean((t) => t.bytesPosted)),
+    busy_ms: Array.from({ length: workers }, (_, w) => mean((t) => t.workers[w]!.busyMs).toFixed(1)).join('/'),
+    idle_ms: Array.from({ length: workers }, (_, w) => mean((t) => t.workers[w]!.idleMs).toFixed(1)).join('/'),
+    samples: stats.sample.length,
+  };
+}
+
+/** A full training step of a preset (forward, backward, AdamW) on random tokens, as the trainer runs it. */
+export async function measureTrainStep(preset: keyof typeof PRESETS, workers: number, maxTime: number): Promise<Row> {
+  const { model: config, train } = PRESETS[preset];
+  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
+  const pool = workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
+  const model = new Transformer(kernels, { ...config, vocabSize: 65 }, {
+    seed: 1, ...(pool && {
+      switchFactory: (o, init) => new SwitchEngine({ ...o, ...init, shared: { kernels, pool } }),
+      shardRunner: new ParallelShards(pool, kernels.arena),
+    }),
+  });
+  const optimizer = new AdamW(kernels, model.params.list, train);
+  const B = train.batch, T = config.context, rng = new Rng('bench-train');
+  const batch = {
+    batch: B, context: T,
+    inputs: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65), targets: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65),
+  };
+  let step = 0;
+  const trainStep = async () => {
+    await model.forward(batch, { training: true, step });
+    await model.backward();
+    optimizer.step(step++);
+    model.syncComputeCopies();
+  };
+  await trainStep();
+  const stats = await timeAsync(`${preset} train step`, maxTime, trainStep);
+  await model.dispose();
+  await pool?.close();
+  return {
+    suite: 'train-step', preset, workers, tokens_per_s: (B * T) / stats.mean, best_tokens_per_s: (B * T) / Math.min(...stats.sample),
+    step_ms: stats.mean * 1e3, samples: stats.sample.length,
+  };
+}
+
+/** Sampling tokens one at a time from a preset's model (random weights: the speed does not depend on them). */
+export async function measureGeneration(preset: keyof typeof PRESETS, tokens: number): Promise<Row> {
+  const tokenizer = charTokenizer('abcdefghijklmnopqrstuvwxyz .\n');
+  const model = new Transformer(new WasmKernels(new Arena(), fastestVariant()), { ...PRESETS[preset].model, vocabSize: tokenizer.vocabSize }, { seed: 1 });
+  const start = performance.now();
+  await sample(model, tokenizer, 'the ', { maxTokens: tokens, temperature: 1, topK: 0, seed: 1 });
+  const seconds = (performance.now() - start) / 1000;
+  await model.dispose();
+  return { suite: 'generation', preset, workers: 0, tokens, tokens_per_s: tokens / seconds, ms_per_token: (1000 * seconds) / tokens };
+}
