@@ -23,11 +23,15 @@ export type ShapeName = keyof typeof SHAPES;
 
 /** Runs an async step under Benchmark.js; returns its stats. */
 async function timeAsync(name: string, maxTime: number, step: () => Promise<void>): Promise<Benchmark.Stats> {
+  let failure: unknown;
   const bench = new Benchmark(name, {
     defer: true, maxTime, minSamples: 3,
-    fn: (deferred: { resolve(): void }) => { step().then(() => deferred.resolve(), (e) => { console.error(e); process.exit(1); }); },
+    fn: (deferred: { resolve(): void; benchmark: Benchmark }) => {
+      step().then(() => deferred.resolve(), (e) => { failure = e; deferred.benchmark.abort(); deferred.resolve(); });
+    },
   });
-  await new Promise((resolve) => bench.on('complete', resolve).run({ async: true }));
+  await new Promise((resolve) => bench.on('complete', resolve).on('abort', resolve).run({ async: true }));
+  if (failure) throw failure;
   return bench.stats;
 }
 
@@ -60,10 +64,14 @@ export async function measureSwitchStep(shape: ShapeName, workers: number, maxTi
     await engine.backward(dy);
     timings.push(engine.lastTiming());
   };
-  await trainStep(); // threads start and compile their kernels
-  timings.length = 0;
-  const stats = await timeAsync(`${shape} × ${workers}`, maxTime, trainStep);
-  await engine.close();
+  let stats: Benchmark.Stats;
+  try {
+    await trainStep(); // threads start and compile their kernels
+    timings.length = 0;
+    stats = await timeAsync(`${shape} × ${workers}`, maxTime, trainStep);
+  } finally {
+    await engine.close();
+  }
   const mean = (f: (t: typeof timings[0]) => number) => timings.reduce((s, t) => s + f(t), 0) / timings.length;
   return {
     suite: 'switch-layer', shape, workers, tokens_per_s: tokens / stats.mean, best_tokens_per_s: tokens / Math.min(...stats.sample),
@@ -86,27 +94,30 @@ export async function measureTrainStep(preset: keyof typeof PRESETS, workers: nu
       shardRunner: new ParallelShards(pool, kernels.arena),
     }),
   });
-  const optimizer = new AdamW(kernels, model.params.list, train);
-  const B = train.batch, T = config.context, rng = new Rng('bench-train');
-  const batch = {
-    batch: B, context: T,
-    inputs: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65), targets: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65),
-  };
-  let step = 0;
-  const trainStep = async () => {
-    await model.forward(batch, { training: true, step });
-    await model.backward();
-    optimizer.step(step++);
-    model.syncComputeCopies();
-  };
-  await trainStep();
-  const stats = await timeAsync(`${preset} train step`, maxTime, trainStep);
-  await model.dispose();
-  await pool?.close();
-  return {
-    suite: 'train-step', preset, workers, tokens_per_s: (B * T) / stats.mean, best_tokens_per_s: (B * T) / Math.min(...stats.sample),
-    step_ms: stats.mean * 1e3, samples: stats.sample.length,
-  };
+  try {
+    const optimizer = new AdamW(kernels, model.params.list, train);
+    const B = train.batch, T = config.context, rng = new Rng('bench-train');
+    const batch = {
+      batch: B, context: T,
+      inputs: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65), targets: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65),
+    };
+    let step = 0;
+    const trainStep = async () => {
+      await model.forward(batch, { training: true, step });
+      await model.backward();
+      optimizer.step(step++);
+      model.syncComputeCopies();
+    };
+    await trainStep();
+    const stats = await timeAsync(`${preset} train step`, maxTime, trainStep);
+    return {
+      suite: 'train-step', preset, workers, tokens_per_s: (B * T) / stats.mean, best_tokens_per_s: (B * T) / Math.min(...stats.sample),
+      step_ms: stats.mean * 1e3, samples: stats.sample.length,
+    };
+  } finally {
+    await model.dispose();
+    await pool?.close();
+  }
 }
 
 /** Sampling tokens one at a time from a preset's model (random weights: the speed does not depend on them). */

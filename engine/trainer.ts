@@ -83,13 +83,19 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const workers = o.workers ?? availableParallelism();
   // One pool of workers serves every Switch layer's experts and every dense FFN's shards.
   const pool = workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
-  const model = new Transformer(kernels, config.model, {
-    seed: t.seed,
-    ...(pool && {
-      switchFactory: (options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }),
-      shardRunner: new ParallelShards(pool, kernels.arena),
-    }),
-  });
+  let model: Transformer;
+  try {
+    model = new Transformer(kernels, config.model, {
+      seed: t.seed,
+      ...(pool && {
+        switchFactory: (options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }),
+        shardRunner: new ParallelShards(pool, kernels.arena),
+      }),
+    });
+  } catch (error) {
+    await pool?.close(); // or its threads would keep the process alive
+    throw error;
+  }
   const optimizer = new AdamW(kernels, model.params.list, t);
   try {
     mkdirSync(o.out, { recursive: true });

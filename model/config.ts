@@ -171,8 +171,10 @@ export const PRESETS: Record<'tiny' | 'small', Preset> = {
     model: {
       context: 256, layers: 6, heads: 6, dModel: 384, dFF: 1024, ...ARCHITECTURES['qwen2-moe'], dropout: 0.2, ...SWITCH_DEFAULTS,
     },
+    // nanoGPT's batch is 64; 64 × 256 tokens of activations exceed the 4 GiB a WebAssembly
+    // memory can hold, so 16 (there is no gradient accumulation yet).
     train: {
-      batch: 64, steps: 5000, learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99,
+      batch: 16, steps: 5000, learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99,
       weightDecay: 0.1, gradClip: 1, evalEvery: 250, evalBatches: 20, seed: 1337,
     },
   },
