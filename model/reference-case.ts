@@ -1,4 +1,4 @@
-// Reference cases (shared/reference/FORMAT.md): float64-autograd results of SPEC for given inputs.
+// Reference cases (test/reference/FORMAT.md): float64-autograd results of docs/SPEC.md for given inputs.
 // Loading validates every field's shape and names the first thing wrong; checking runs the case
 // forward and backward through a SwitchLayer and compares as FORMAT.md prescribes.
 import { readFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // The Switch FFN layer, in process: router → dispatch (gather each expert's tokens) → experts →
 // combine (gate × expert output; dropped tokens get 0, the residual carries them). Exactly
-// shared/SPEC.md, forward and backward. The engine (engine/) runs the same router and expert
+// docs/SPEC.md, forward and backward. The engine (engine/) runs the same router and expert
 // functions with the experts spread over worker threads.
 import type { Kernels } from '../kernels/index.js';
 import { type SwitchLayerConfig, type SwitchLayerOptions, switchLayerConfig } from './config.js';
