@@ -152,6 +152,12 @@ const SWITCH_DEFAULTS = {
   auxLossCoef: 0.01, zLossCoef: 0.001, routerJitter: 0.01, expertDropout: 0, expertDtype: 'f32',
 } as const;
 
+/** nanoGPT's Shakespeare training settings. */
+const NANOGPT_TRAINING = {
+  learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99, weightDecay: 0.1, gradClip: 1,
+  evalEvery: 250, evalBatches: 20, seed: 1337,
+} as const;
+
 export const PRESETS: Record<'tiny' | 'small', Preset> = {
   // nanoGPT's CPU Shakespeare configuration, with 8 experts on every other layer, in the
   // qwen2-moe layout: it reached validation loss 1.78 in 1000 steps where nanoGPT's own layout
@@ -162,10 +168,7 @@ export const PRESETS: Record<'tiny' | 'small', Preset> = {
     model: {
       context: 64, layers: 4, heads: 4, dModel: 128, dFF: 344, ...ARCHITECTURES['qwen2-moe'], dropout: 0, ...SWITCH_DEFAULTS,
     },
-    train: {
-      batch: 12, steps: 2000, learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99,
-      weightDecay: 0.1, gradClip: 1, evalEvery: 250, evalBatches: 20, seed: 1337,
-    },
+    train: { batch: 12, steps: 2000, ...NANOGPT_TRAINING },
   },
   small: {
     model: {
@@ -173,10 +176,7 @@ export const PRESETS: Record<'tiny' | 'small', Preset> = {
     },
     // nanoGPT's batch is 64; 64 × 256 tokens of activations exceed the 4 GiB a WebAssembly
     // memory can hold, so 16 (there is no gradient accumulation yet).
-    train: {
-      batch: 16, steps: 5000, learningRate: 1e-3, minLearningRate: 1e-4, warmupSteps: 100, beta1: 0.9, beta2: 0.99,
-      weightDecay: 0.1, gradClip: 1, evalEvery: 250, evalBatches: 20, seed: 1337,
-    },
+    train: { batch: 16, steps: 5000, ...NANOGPT_TRAINING },
   },
 };
 
