@@ -39,7 +39,7 @@ program
   .command('train')
   .description('train a Switch Transformer language model (default: the tiny preset on tiny-shakespeare)')
   .addOption(new Option('--preset <name>', 'model and training preset').choices(Object.keys(PRESETS)).default('tiny'))
-  .addOption(new Option('--arch <name>', 'architecture: gpt (LayerNorm, learned positions, GELU) or qwen2-moe (RMSNorm, rotary, SwiGLU; exportable)').choices(Object.keys(ARCHITECTURES)))
+  .addOption(new Option('--arch <name>', 'architecture: gpt (LayerNorm, learned positions, GELU) or qwen2-moe (RMSNorm, rotary, SwiGLU; exportable; the presets\' default)').choices(Object.keys(ARCHITECTURES)))
   .option('--data <file>', 'a UTF-8 text file to train on (default: the embedded tiny-shakespeare)')
   .addOption(new Option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes').choices(['char', 'byte']).default('char'))
   .option('--steps <n>', 'training steps', integer(1))
@@ -146,7 +146,7 @@ program
 
 program
   .command('check-reference')
-  .description('run reference cases (shared/reference format) through the Switch layer and compare every output and gradient')
+  .description('run reference cases (format: test/reference/FORMAT.md) through the Switch layer and compare every output and gradient')
   .argument('<file...>', 'case files (JSON)')
   .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('wasm'))
   .option('--workers <n>', 'run the experts on N worker threads through the engine (wasm backend)', integer(1))
