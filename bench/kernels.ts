@@ -2,7 +2,7 @@
 // the square shapes and the expert FFN's shapes; the plain-TypeScript reference at 256³ for scale.
 // Variants run side by side in one process, so their ratio is fair on a noisy machine.
 import { Command, Option } from 'commander';
-import { Arena, GEMM_FORMS, type Kernels, createKernels } from '../kernels/index.js';
+import { Arena, GEMM_FORMS, type GemmForm, type Kernels, createKernels } from '../kernels/index.js';
 import { WASM_VARIANTS, kernelModule } from '../kernels/wasm/backend.js';
 import { type Row, printTable, writeJson } from './report.js';
 import { measureGemm } from './suites.js';
@@ -20,8 +20,8 @@ const program = new Command('bench:kernels')
   .parse();
 const options = program.opts<{ json?: string; maxTime: number; quick?: boolean }>();
 
-const measure = (kernels: Kernels, ...shape: Parameters<typeof measureGemm> extends [unknown, ...infer R] ? R : never): Row => {
-  const row = measureGemm(kernels, ...shape);
+const measure = (kernels: Kernels, form: GemmForm, m: number, k: number, n: number, maxTime: number): Row => {
+  const row = measureGemm(kernels, form, m, k, n, maxTime);
   console.log(`${String(row.backend).padEnd(18)} ${row.form} ${row.m}×${row.k}×${row.n}: ${(row.gflops as number).toFixed(1)} GFLOP/s`);
   return row;
 };

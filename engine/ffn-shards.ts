@@ -28,10 +28,7 @@ export class ParallelShards implements ShardRunner {
       });
     });
     const base = { kind: 'ffn', phase, step, n: s.n, d: s.d, f: s.f, activation: s.activation, x: at(x), dy: at(dy), weights: mats(w), grads: mats(g) } as const;
-    // As for the experts: wait for every worker, then report any failure by name.
-    const results = await Promise.allSettled(perWorker.map((list, wk) => (list.length ? this.pool.run(wk, { ...base, shards: list }) : undefined)));
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as Error).message);
-    if (failures.length > 0) throw new Error(failures.join('; '));
+    await this.pool.runAll(perWorker.map((list) => (list.length ? { ...base, shards: list } : undefined)));
   }
 
   private offset(a: Float32Array): number {

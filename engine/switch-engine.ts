@@ -7,7 +7,7 @@ import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
 import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
-import { type ExpertJob, type Fault, type StepMessage, type WorkerReport, expertJob, layerRef } from './messages.js';
+import { type ExpertJob, type Fault, type StepMessage, expertJob, layerRef } from './messages.js';
 import { Placement } from './placement.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -124,26 +124,19 @@ export class SwitchEngine {
     const jobs: ExpertJob[][] = Array.from({ length: this.pool.size }, () => []);
     for (const task of tasks) jobs[this.placement.owner[task.expert]!]!.push(expertJob(task));
     const start = performance.now();
-    const runs = jobs.map((list, w): Promise<WorkerReport> | undefined => {
+    const reports = await this.pool.runAll(jobs.map((list, w): StepMessage | undefined => {
       if (list.length === 0) return undefined;
       const fault = this.faults.get(w);
       this.faults.delete(w);
-      return this.pool.run(w, {
+      return {
         kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, layer,
         x: s.x.byteOffset, dy: s.dy?.byteOffset ?? -1, dGates: s.dGates?.byteOffset ?? -1, dGatesLength: s.dGates?.length ?? 0,
         jobs: list, ...(fault && { fault }),
-      });
-    });
-    // Wait for every worker, failed or not, so none is still writing when the step is retried.
-    const results = await Promise.allSettled(runs.map((r) => r ?? Promise.resolve({ busyMs: 0 })));
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
-    if (failures.length > 0) {
-      throw new Error(failures.map((f) => f.message).join('; '), { cause: failures.length === 1 ? failures[0] : new AggregateError(failures) });
-    }
+      };
+    }));
     const wall = performance.now() - start;
     let critical = 0;
-    results.forEach((r, w) => {
-      const busy = (r as PromiseFulfilledResult<WorkerReport>).value.busyMs;
+    reports.forEach(({ busyMs: busy }, w) => {
       this.clock.busy[w]! += busy;
       this.clock.idle[w]! += Math.max(0, wall - busy);
       critical = Math.max(critical, busy);

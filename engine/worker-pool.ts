@@ -72,6 +72,20 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Sends messages[w] to worker w (none where undefined) and waits for every one of them, failed
+   * or not, so that no worker is still writing when a failed step is retried; then throws one
+   * error naming every failure. A worker given nothing reports 0 ms busy.
+   */
+  async runAll(messages: (WorkerMessage | undefined)[]): Promise<WorkerReport[]> {
+    const results = await Promise.allSettled(messages.map((m, w) => (m ? this.run(w, m) : Promise.resolve({ busyMs: 0 }))));
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+    if (failures.length > 0) {
+      throw new Error(failures.map((f) => f.message).join('; '), { cause: failures.length === 1 ? failures[0] : new AggregateError(failures) });
+    }
+    return results.map((r) => (r as PromiseFulfilledResult<WorkerReport>).value);
+  }
+
   takeBytesPosted(): number {
     const bytes = this.bytesPosted;
     this.bytesPosted = 0;
