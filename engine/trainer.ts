@@ -58,7 +58,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const files = runFiles(o.out);
   let config: RunConfig;
   if (o.resume) {
-    config = readRunConfig(o.out);
+    // Training settings given with a resume (more steps, say) replace the saved ones.
+    const saved = readRunConfig(o.out);
+    config = { ...saved, train: { ...saved.train, ...o.train } };
+    if (JSON.stringify(config.train) !== JSON.stringify(saved.train)) writeRunConfig(o.out, config);
   } else {
     if (existsSync(files.checkpoint)) throw new Error(`${o.out} already holds a run; pass --resume to continue it, or choose another --out`);
     const preset = PRESETS[o.preset ?? 'tiny'];

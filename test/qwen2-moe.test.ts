@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exportRun, importRun } from '../engine/interchange.js';
+import { train } from '../engine/trainer.js';
 import { loadRun, saveCheckpoint, writeRunConfig } from '../engine/runs.js';
 import { createKernels } from '../kernels/index.js';
 import { type Tensor, decodeSafetensors, encodeSafetensors } from '../model/checkpoint.js';
 import { type ModelConfig, PRESETS } from '../model/config.js';
 import { Rng } from '../model/rng.js';
-import { charTokenizer } from '../model/tokenizer.js';
+import { type Tokenizer, byteTokenizer, charTokenizer } from '../model/tokenizer.js';
 import { Transformer } from '../model/transformer.js';
 
 const kernels = createKernels();
@@ -25,11 +26,11 @@ const CONFIG: ModelConfig = {
 };
 
 /** A run folder holding a model with random weights (large enough that every path matters). */
-async function makeRun(config: ModelConfig): Promise<string> {
+async function makeRun(config: ModelConfig, tok: Tokenizer = tokenizer): Promise<string> {
   const dir = scratch();
   const model = new Transformer(kernels, config, { seed: 5 });
   for (const p of model.params.list) new Rng('w', p.name).fillNormal(p.data, 0.3);
-  writeRunConfig(dir, { format: 'switchyard-run-1', model: config, train: PRESETS.tiny.train, tokenizer: tokenizer.spec(), data: 'unused' });
+  writeRunConfig(dir, { format: 'switchyard-run-1', model: config, train: PRESETS.tiny.train, tokenizer: tok.spec(), data: 'unused' });
   saveCheckpoint(dir, model, undefined, 7);
   await model.dispose();
   return dir;
@@ -112,6 +113,16 @@ describe('import from Qwen2-MoE', () => {
     expect(Array.from(await logitsOf(back, tokens, 2)).length).toBe(24 * CONFIG.vocabSize);
   });
 
+  it('gives a run that train --resume continues from step 0', async () => {
+    const shakespeare = charTokenizer(readFileSync(new URL('../data/tinyshakespeare.txt', import.meta.url), 'utf8'));
+    const hf = scratch(), back = scratch();
+    await exportRun(await makeRun({ ...CONFIG, vocabSize: shakespeare.vocabSize }, shakespeare), hf, kernels);
+    await importRun(hf, back, kernels);
+    const result = await train({ out: back, resume: true, workers: 0, train: { steps: 2, evalEvery: 2, evalBatches: 1 } });
+    expect(result).toMatchObject({ stepsDone: 2, stopped: false });
+    expect(loadRun(back, kernels).step).toBe(2);
+  }, 60_000);
+
   it('refuses a non-zero shared expert and an untied head, by name', async () => {
     const hf = scratch();
     await exportRun(await makeRun(CONFIG), hf, kernels);
@@ -157,16 +168,19 @@ function oraclePython(): string | undefined {
 const python = oraclePython();
 
 describe('transformers computes the exported model\'s function', () => {
-  it.skipIf(!python)('Qwen2MoeForCausalLM gives our logits within 1e-4, and the tokenizer our ids '
-    + '(skipped without a Python that imports torch and transformers: set SWITCHYARD_ORACLE_PYTHON or make .venv-oracle, see docs/scaling-out.md)', async () => {
-    const run = await makeRun(CONFIG);
+  it.skipIf(!python).each([['char', tokenizer], ['byte', byteTokenizer()]] as const)('Qwen2MoeForCausalLM gives our logits within 1e-4, and '
+    + 'the %s tokenizer our ids (skipped without a Python that imports torch and transformers: set SWITCHYARD_ORACLE_PYTHON or '
+    + 'make .venv-oracle, see docs/scaling-out.md)', async (_kind, tok) => {
+    const run = await makeRun({ ...CONFIG, vocabSize: tok.vocabSize }, tok);
     const hf = scratch();
     await exportRun(run, hf, kernels);
-    const logits = await logitsOf(run, tokens, 2);
+    const ids = tok.encode(text);
+    const inputs = Int32Array.from(ids.subarray(0, 24));
+    const logits = await logitsOf(run, inputs, 2);
     const check = join(scratch(), 'check.json');
     writeFileSync(check, JSON.stringify({
-      tokens: [Array.from(tokens.subarray(0, 12)), Array.from(tokens.subarray(12))], logits: Array.from(logits),
-      text, ids: Array.from(tokenizer.encode(text)),
+      tokens: [Array.from(inputs.subarray(0, 12)), Array.from(inputs.subarray(12))], logits: Array.from(logits),
+      text, ids: Array.from(ids),
     }));
     const r = spawnSync(python!, [new URL('./oracle/qwen2_moe_logits.py', import.meta.url).pathname, hf, check], { encoding: 'utf8', timeout: 300_000 });
     expect(r.stderr.split('\n').filter((l) => /Error|Traceback/.test(l))).toEqual([]);
