@@ -8,7 +8,9 @@ import { exportRun, importRun } from '../engine/interchange.js';
 import { writeFileAtomic } from '../model/checkpoint.js';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { ARCHITECTURES, PRESETS } from '../model/config.js';
-import { BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
+import { BACKENDS as KERNEL_BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
+import { GPUJS_MODES, type GpujsMode } from '../kernels/gpujs/device.js';
+import { BACKENDS, type Backend } from '../engine/devices.js';
 import { inProcess } from '../model/reference-case.js';
 import { evaluateRun, generate, loadRun } from '../index.js';
 import { benchCommand } from './bench.js';
@@ -35,6 +37,15 @@ function number(check: (n: number) => boolean, what: string) {
   };
 }
 
+function backendOption(fallback: Backend): Option {
+  return new Option('--backend <name>', 'what computes the experts: wasm (WebAssembly workers), gpujs (gpu.js on every worker), '
+    + 'or auto (times both once per machine and shape, adds a gpu.js worker where that is faster)').choices(BACKENDS).default(fallback);
+}
+function gpujsModeOption(): Option {
+  return new Option('--gpujs-mode <mode>', 'gpu.js mode for --backend gpujs (default: the fastest here; GPU modes need the webgpu or gl bindings)')
+    .choices(GPUJS_MODES);
+}
+
 program
   .command('train')
   .description('train a Switch Transformer language model (default: the tiny preset on tiny-shakespeare)')
@@ -47,6 +58,8 @@ program
   .option('--seed <n>', 'seed for initialization, data order, dropout and jitter', integer(0))
   .option('--workers <n>', `expert worker threads; 0 runs the experts in the main thread (default: ${availableParallelism()})`, integer(0))
   .option('--resume', 'continue the run in --out from its checkpoint')
+  .addOption(backendOption('wasm'))
+  .addOption(gpujsModeOption())
   .addOption(new Option('--expert-dtype <dtype>', 'how expert weights are stored for compute').choices(['f32', 'bf16']))
   .option('--experts <n>', 'experts per Switch layer; 0 trains a dense model', integer(0))
   .option('--capacity-factor <x>', 'expert capacity factor, or "dropless"', (v: string) => (v === 'dropless' ? null : number((n) => n > 0, 'a number > 0 or "dropless"')(v)))
@@ -55,8 +68,8 @@ program
   .option('--eval-every <n>', 'steps between validations', integer(1))
   .action(async (o: {
     preset: keyof typeof PRESETS; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
-    workers?: number; resume?: boolean; expertDtype?: 'f32' | 'bf16'; experts?: number; capacityFactor?: number | null;
-    batch?: number; lr?: number; evalEvery?: number;
+    workers?: number; resume?: boolean; backend: Backend; gpujsMode?: GpujsMode; expertDtype?: 'f32' | 'bf16'; experts?: number;
+    capacityFactor?: number | null; batch?: number; lr?: number; evalEvery?: number;
   }) => {
     if (o.resume && !o.out) throw new InvalidArgumentError('--resume needs --out <run folder>');
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -65,6 +78,7 @@ program
       ...(o.data !== undefined && { data: o.data }),
       ...(o.resume && { resume: true }),
       ...(o.workers !== undefined && { workers: o.workers }),
+      backend: o.backend, ...(o.gpujsMode && { gpujsMode: o.gpujsMode }),
       model: {
         ...(o.arch && ARCHITECTURES[o.arch]),
         ...(o.expertDtype && { expertDtype: o.expertDtype }),
@@ -148,18 +162,23 @@ program
   .command('check-reference')
   .description('run reference cases (format: test/reference/FORMAT.md) through the Switch layer and compare every output and gradient')
   .argument('<file...>', 'case files (JSON)')
-  .addOption(new Option('--backend <name>', 'kernel backend').choices(BACKENDS).default('wasm'))
-  .option('--workers <n>', 'run the experts on N worker threads through the engine (wasm backend)', integer(1))
-  .action(async (files: string[], options: { backend: BackendName; workers?: number }) => {
+  .addOption(new Option('--backend <name>', 'wasm or reference: the kernels, in this thread (or the engine\'s workers with --workers); '
+    + 'gpujs or auto: the engine, experts on gpu.js or on what auto chooses').choices([...KERNEL_BACKENDS, 'gpujs', 'auto']).default('wasm'))
+  .addOption(gpujsModeOption())
+  .option('--workers <n>', 'run the experts on N worker threads through the engine (wasm, gpujs, auto; default for gpujs and auto: 1)', integer(1))
+  .action(async (files: string[], options: { backend: BackendName | 'gpujs' | 'auto'; gpujsMode?: GpujsMode; workers?: number }) => {
     const log = (line: string) => console.log(line);
     let ok: boolean;
-    if (options.workers !== undefined) {
-      if (options.backend !== 'wasm') throw new InvalidArgumentError('--workers needs the wasm backend');
-      const workers = options.workers;
-      ok = await checkReferenceFiles(`engine with ${workers} worker${workers > 1 ? 's' : ''}`,
-        (o) => new SwitchEngine({ ...o, workers }), files, log);
+    const { backend, gpujsMode } = options;
+    if (gpujsMode && backend !== 'gpujs') throw new InvalidArgumentError('--gpujs-mode needs --backend gpujs');
+    if (backend === 'gpujs' || backend === 'auto' || options.workers !== undefined) {
+      if (backend === 'reference') throw new InvalidArgumentError('--workers needs the wasm, gpujs or auto backend');
+      const workers = options.workers ?? 1;
+      const on = backend === 'gpujs' ? `, experts on gpu.js ${gpujsMode ?? '(its fastest mode here)'}` : backend === 'auto' ? ', devices chosen by auto' : '';
+      ok = await checkReferenceFiles(`engine with ${workers} worker${workers > 1 ? 's' : ''}${on}`,
+        (o) => new SwitchEngine({ ...o, workers, backend, ...(gpujsMode && { gpujsMode }) }), files, log);
     } else {
-      const kernels = createKernels({ backend: options.backend });
+      const kernels = createKernels({ backend });
       ok = await checkReferenceFiles(`in process, backend ${kernels.name}`, inProcess(kernels), files, log);
     }
     process.exitCode = ok ? 0 : 1;

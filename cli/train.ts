@@ -21,6 +21,7 @@ export async function trainCommand(options: TrainOptions): Promise<void> {
     console.log(`run folder: ${options.out}${options.resume ? ' (resuming)' : ''}`);
     const result = await train({
       ...options,
+      log: (line) => console.log(line),
       signal: stop.signal,
       onStep: (r: StepReport) => {
         if (!started) { bar.start(r.steps, r.step - 1, fields(r, val)); started = true; }

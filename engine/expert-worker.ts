@@ -3,20 +3,27 @@
 import { workerData } from 'node:worker_threads';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
-import { type ExpertWeights, expertBackward, expertBuffers, expertForward } from '../model/expert.js';
+import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
+import {
+  type ExpertWeights, expertBuffers, expertInputs, expertOutputGradient, ffnBackward, ffnForward,
+} from '../model/expert.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
-import type { FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
+import type { ExpertDevice, FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
   variant: WasmVariant;
   /** Byte offset of this worker's GEMM scratch in the shared memory. */
   scratch: number;
+  /** What computes the expert FFNs; gathers, scatters and the dense FFN shards always use WebAssembly. */
+  device: ExpertDevice;
 }
 
-const { memory, variant, scratch } = workerData as ExpertWorkerData;
+const { memory, variant, scratch, device } = workerData as ExpertWorkerData;
 const arena = Arena.attach(memory);
 const kernels = new WasmKernels(arena, variant, scratch);
+const gpujs = device.kind === 'gpujs' ? GpujsExpertFfn.create(device.mode) : undefined;
+gpujs?.catch(() => {}); // a mode that is missing here fails the first step, which names this worker
 
 function weights(m: StepMessage, expert: number, gradients: boolean): ExpertWeights {
   const { d, f } = m.layer;
@@ -27,13 +34,13 @@ function weights(m: StepMessage, expert: number, gradients: boolean): ExpertWeig
   return { wIn: at(wIn), wOut: at(wOut), ...(wGate >= 0 && { wGate: at(wGate) }) };
 }
 
-export default function run(m: WorkerMessage): WorkerReport {
+export default async function run(m: WorkerMessage): Promise<WorkerReport> {
   if (m.fault === 'throw') throw new Error('injected fault');
   if (m.fault === 'exit') process.exit(1);
   if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
   const start = performance.now();
   if (m.kind === 'ffn') runFfn(m);
-  else runExperts(m);
+  else await runExperts(m);
   return { busyMs: performance.now() - start };
 }
 
@@ -57,21 +64,27 @@ function runFfn(m: FfnMessage): void {
   }
 }
 
-function runExperts(m: StepMessage): void {
+async function runExperts(m: StepMessage): Promise<void> {
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
   const T = m.tokens;
   const dropout = m.training && m.layer.dropoutRate > 0;
+  const ffn = await gpujs;
   for (const job of m.jobs) {
     const buffers = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
     const tokens = arena.i32At(job.tokens, job.n);
+    const w = weights(m, job.expert, false);
     if (m.phase === 'forward') {
-      expertForward(kernels, shape, weights(m, job.expert, false), buffers, arena.f32At(m.x, T * d), tokens,
+      expertInputs(kernels, shape, buffers, arena.f32At(m.x, T * d), tokens,
         dropout ? { rate: m.layer.dropoutRate, seed: m.layer.seed, step: m.step, layerIndex: m.layer.layerIndex, expert: job.expert } : undefined);
+      if (ffn) await ffn.forward(shape, w, buffers);
+      else ffnForward(kernels, shape, w, buffers);
     } else {
-      expertBackward(kernels, shape, weights(m, job.expert, false), buffers, arena.f32At(m.dy, T * d), tokens,
-        arena.f32At(job.gates, job.n), arena.i32At(job.slots, job.n), arena.f32At(m.dGates, m.dGatesLength),
-        weights(m, job.expert, true));
+      expertOutputGradient(kernels, shape, buffers, arena.f32At(m.dy, T * d), tokens, arena.f32At(job.gates, job.n),
+        arena.i32At(job.slots, job.n), arena.f32At(m.dGates, m.dGatesLength));
+      const grads = weights(m, job.expert, true);
+      if (ffn) await ffn.backward(shape, w, buffers, grads);
+      else ffnBackward(kernels, shape, w, buffers, grads);
     }
   }
 }

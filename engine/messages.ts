@@ -1,7 +1,11 @@
 // What crosses between the main thread and an expert worker. Only byte offsets into the shared
 // memory and a few numbers: never activations or weights.
+import type { GpujsMode } from '../kernels/gpujs/device.js';
 import type { Activation } from '../model/config.js';
 import type { ExpertTask, SwitchLayer } from '../model/switch-layer.js';
+
+/** What a worker computes its experts' FFNs with: the WebAssembly kernels, or gpu.js in a mode (default: its fastest here). */
+export type ExpertDevice = { kind: 'wasm' } | { kind: 'gpujs'; mode?: GpujsMode };
 
 /** A layer's weights and gradients as offsets, so one pool of workers serves any layer. */
 export interface LayerRef {

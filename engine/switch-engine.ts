@@ -7,13 +7,23 @@ import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
 import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
+import type { GpujsMode } from '../kernels/gpujs/device.js';
+import { type Backend, type DevicePlan, planDevices, uniformPlan } from './devices.js';
 import { type ExpertJob, type Fault, type StepMessage, expertJob, layerRef } from './messages.js';
 import { Placement } from './placement.js';
 import { WorkerPool } from './worker-pool.js';
 
 export interface EngineOptions extends SwitchLayerOptions {
-  /** Expert worker threads; default: os.availableParallelism(). */
+  /** Expert worker threads (CPU workers, for 'auto'); default: os.availableParallelism(). */
   workers?: number;
+  /**
+   * What computes the experts' FFNs: 'wasm' (default), 'gpujs' on every worker, or 'auto', which
+   * times both once per machine and shape (cached on disk), adds a gpu.js worker only where that
+   * shortens the step, and logs what it measured and chose (to stderr).
+   */
+  backend?: Backend;
+  /** gpu.js mode for 'gpujs'; default: the fastest this machine has. */
+  gpujsMode?: GpujsMode;
   seed?: number;
   layerIndex?: number;
   /** Re-place experts on workers from the observed load every N steps (0: never). Default 1. */
@@ -51,36 +61,53 @@ export interface StepTiming {
 export class SwitchEngine {
   readonly layer: SwitchLayer;
   readonly kernels: WasmKernels;
-  readonly placement: Placement;
-  private readonly pool: WorkerPool;
+  private pool: WorkerPool | undefined;
+  private placement: Placement | undefined;
+  /** Resolves once 'auto' has chosen the devices and the workers exist. */
+  private readonly started: Promise<void> | undefined;
   private readonly ownsPool: boolean;
   private readonly faults = new Map<number, Fault>();
   private clock = { start: 0, criticalMs: 0, messagingMs: 0, bytes: 0, busy: [] as number[], idle: [] as number[] };
   private timing: StepTiming | undefined;
 
   constructor(options: EngineOptions) {
-    const { workers = availableParallelism(), seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant, shared, ...layerOptions } = options;
+    const {
+      workers = availableParallelism(), backend = 'wasm', gpujsMode, seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant,
+      shared, ...layerOptions
+    } = options;
     this.ownsPool = !shared;
     this.kernels = shared?.kernels ?? new WasmKernels(new Arena(), variant ?? fastestVariant());
-    this.pool = shared?.pool ?? WorkerPool.forKernels(this.kernels, workers, timeoutMs);
     this.layer = new SwitchLayer(this.kernels, layerOptions, { ...(seed !== undefined && { seed }), ...(layerIndex !== undefined && { layerIndex }) });
-    this.placement = new Placement(this.layer.config.numExperts, this.pool.size, rebalanceEvery);
+    const start = (pool: WorkerPool) => {
+      this.pool = pool;
+      this.placement = new Placement(this.layer.config.numExperts, pool.size, rebalanceEvery, pool.speeds);
+    };
+    const poolFor = (plan: DevicePlan) => WorkerPool.forKernels(this.kernels, plan, timeoutMs);
+    if (shared) start(shared.pool);
+    else if (backend !== 'auto') start(poolFor(uniformPlan(backend, workers, gpujsMode)));
+    else {
+      this.started = planDevices({
+        backend, workers, shape: this.layer.shape, numExperts: this.layer.config.numExperts, log: (line) => console.error(line),
+      }).then((plan) => start(poolFor(plan)));
+    }
   }
 
   get config() { return this.layer.config; }
   get weights() { return this.layer.weights; }
   get grads() { return this.layer.grads; }
-  get workers(): number { return this.pool.size; }
+  /** Worker threads (for 'auto', known once the first step has begun). */
+  get workers(): number { return this.pool?.size ?? 0; }
 
   setWeights(w: Parameters<SwitchLayer['setWeights']>[0]): void {
     this.layer.setWeights(w);
   }
 
   async forward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): Promise<{ y: Float32Array; stats: SwitchStats }> {
-    const workers = this.pool.size;
+    await this.started;
+    const workers = this.pool!.size;
     this.clock = { start: performance.now(), criticalMs: 0, messagingMs: 0, bytes: 0, busy: new Array(workers).fill(0), idle: new Array(workers).fill(0) };
     const tasks = this.layer.beginForward(x, tokens, options);
-    this.placement.observe(this.layer.state!.routing.keptPerExpert);
+    this.placement!.observe(this.layer.state!.routing.keptPerExpert);
     await this.dispatch('forward', tasks);
     const out = this.layer.endForward();
     this.finishTiming();
@@ -109,7 +136,8 @@ export class SwitchEngine {
 
   /** Frees the layer, and ends the worker threads unless they are shared. */
   async close(): Promise<void> {
-    if (this.ownsPool) await this.pool.close();
+    await this.started?.catch(() => {}); // a failed start has no threads to end
+    if (this.ownsPool) await this.pool?.close();
     this.layer.dispose();
   }
 
@@ -121,10 +149,11 @@ export class SwitchEngine {
   private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[]): Promise<void> {
     const s = this.layer.state!;
     const layer = layerRef(this.layer);
-    const jobs: ExpertJob[][] = Array.from({ length: this.pool.size }, () => []);
-    for (const task of tasks) jobs[this.placement.owner[task.expert]!]!.push(expertJob(task));
+    const pool = this.pool!, placement = this.placement!;
+    const jobs: ExpertJob[][] = Array.from({ length: pool.size }, () => []);
+    for (const task of tasks) jobs[placement.owner[task.expert]!]!.push(expertJob(task));
     const start = performance.now();
-    const reports = await this.pool.runAll(jobs.map((list, w): StepMessage | undefined => {
+    const reports = await pool.runAll(jobs.map((list, w): StepMessage | undefined => {
       if (list.length === 0) return undefined;
       const fault = this.faults.get(w);
       this.faults.delete(w);
@@ -143,12 +172,12 @@ export class SwitchEngine {
     });
     this.clock.criticalMs += critical;
     this.clock.messagingMs += Math.max(0, wall - critical);
-    this.clock.bytes += this.pool.takeBytesPosted();
+    this.clock.bytes += pool.takeBytesPosted();
   }
 
   private finishTiming(): void {
     const stepMs = performance.now() - this.clock.start;
-    const shards = this.placement.shards();
+    const shards = this.placement!.shards();
     const kept = this.layer.state!.routing.keptPerExpert;
     this.timing = {
       stepMs,

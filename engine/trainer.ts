@@ -13,6 +13,8 @@ import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint
 import { ParallelShards } from './ffn-shards.js';
 import { SwitchEngine } from './switch-engine.js';
 import { WorkerPool } from './worker-pool.js';
+import { type Backend, planDevices } from './devices.js';
+import type { GpujsMode } from '../kernels/gpujs/device.js';
 
 export type PresetName = keyof typeof PRESETS;
 
@@ -29,6 +31,11 @@ export interface TrainOptions {
   resume?: boolean;
   /** Expert worker threads; 0 runs the Switch layers in this thread. Default: one per core. */
   workers?: number;
+  /** What computes the experts (engine/devices.ts); default 'wasm'. */
+  backend?: Backend;
+  gpujsMode?: GpujsMode;
+  /** Lines about the devices chosen (what 'auto' measured). */
+  log?: (line: string) => void;
   /** Called after every step. */
   onStep?: (report: StepReport) => void;
   /** Aborting stops after the current step, with a checkpoint. */
@@ -85,7 +92,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
   const workers = o.workers ?? availableParallelism();
   // One pool of workers serves every Switch layer's experts and every dense FFN's shards.
-  const pool = workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
+  const m = config.model;
+  const plan = workers > 0 && await planDevices({
+    backend: m.numExperts > 0 ? o.backend ?? 'wasm' : 'wasm', workers, ...(o.gpujsMode && { gpujsMode: o.gpujsMode }), ...(o.log && { log: o.log }),
+    shape: { d: m.dModel, f: m.dFF, activation: m.activation }, numExperts: m.numExperts,
+  });
+  const pool = plan ? WorkerPool.forKernels(kernels, plan, 120_000) : undefined;
   let model: Transformer;
   try {
     model = new Transformer(kernels, config.model, {

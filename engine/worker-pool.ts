@@ -7,13 +7,17 @@ import { Piscina } from 'piscina';
 import type { Arena } from '../kernels/arena.js';
 import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
 import { compiledScript, threadExecArgv } from './compiled-script.js';
+import type { DevicePlan } from './devices.js';
 import type { ExpertWorkerData } from './expert-worker.js';
-import type { WorkerMessage, WorkerReport } from './messages.js';
+import type { ExpertDevice, WorkerMessage, WorkerReport } from './messages.js';
 
 export interface WorkerPoolOptions {
   arena: Arena;
   variant: WasmVariant;
-  workers: number;
+  /** One worker per device: what computes the experts placed on it. */
+  devices: ExpertDevice[];
+  /** Each worker's relative expert throughput, for placement; default: all equal. */
+  speeds?: number[];
   /** A message not answered within this many milliseconds fails, and its thread is replaced. */
   timeoutMs: number;
   /** GEMM scratch each worker needs, in bytes. */
@@ -22,6 +26,8 @@ export interface WorkerPoolOptions {
 
 export class WorkerPool {
   readonly size: number;
+  readonly devices: ExpertDevice[];
+  readonly speeds: number[];
   /** Bytes of every message and report that crossed threads since the last `takeBytesPosted`. */
   private bytesPosted = 0;
   private readonly pools: Piscina[];
@@ -29,25 +35,34 @@ export class WorkerPool {
   private readonly arena: Arena;
   private readonly timeoutMs: number;
 
-  /** Workers computing in the memory of `kernels`, with the same kernel variant (so the same rounding). */
-  static forKernels(kernels: WasmKernels, workers: number, timeoutMs: number): WorkerPool {
-    return new WorkerPool({ arena: kernels.arena, variant: kernels.variant, workers, timeoutMs, scratchBytes: kernels.scratchBytes });
+  /**
+   * Workers computing in the memory of `kernels`, with the same kernel variant (so the same
+   * rounding): `workers` WebAssembly workers, or one worker per device of a plan.
+   */
+  static forKernels(kernels: WasmKernels, workers: number | DevicePlan, timeoutMs: number): WorkerPool {
+    if (typeof workers === 'number' && (!Number.isInteger(workers) || workers < 1)) {
+      throw new RangeError(`engine: workers must be a positive integer, got ${workers}`);
+    }
+    const plan = typeof workers === 'number' ? { devices: Array.from({ length: workers }, () => ({ kind: 'wasm' } as const)) } : workers;
+    return new WorkerPool({ arena: kernels.arena, variant: kernels.variant, ...plan, timeoutMs, scratchBytes: kernels.scratchBytes });
   }
 
   constructor(o: WorkerPoolOptions) {
-    if (!Number.isInteger(o.workers) || o.workers < 1) throw new RangeError(`engine: workers must be a positive integer, got ${o.workers}`);
-    this.size = o.workers;
+    if (o.devices.length < 1) throw new RangeError('engine: a worker pool needs at least one device');
+    this.size = o.devices.length;
+    this.devices = o.devices;
+    this.speeds = o.speeds ?? o.devices.map(() => 1);
     this.arena = o.arena;
     this.timeoutMs = o.timeoutMs;
     const filename = compiledScript('expert-worker.js');
-    this.scratch = Array.from({ length: o.workers }, () => o.arena.allocBytes(o.scratchBytes));
-    this.pools = this.scratch.map((scratch) => new Piscina({
+    this.scratch = o.devices.map(() => o.arena.allocBytes(o.scratchBytes));
+    this.pools = this.scratch.map((scratch, w) => new Piscina({
       filename,
       minThreads: 1,
       maxThreads: 1,
       idleTimeout: Infinity,
       execArgv: threadExecArgv(),
-      workerData: { memory: o.arena.memory, variant: o.variant, scratch } satisfies ExpertWorkerData,
+      workerData: { memory: o.arena.memory, variant: o.variant, scratch, device: o.devices[w]! } satisfies ExpertWorkerData,
     }));
   }
 

@@ -63,8 +63,25 @@ export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dr
 /** Forward for the tokens listed in `tokens`, read from x [T×d]; leaves the result in b.out. */
 export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, x: Float32Array,
   tokens: Int32Array, dropout?: ExpertDropout): void {
-  const n = tokens.length;
-  k.gatherRows(x, tokens, n, s.d, b.x);
+  expertInputs(k, s, b, x, tokens, dropout);
+  ffnForward(k, s, w, b);
+}
+
+/** What the FFN reads: the expert's rows of x into b.x, and this step's dropout mask into b.mask. */
+export function expertInputs(k: Kernels, s: ExpertShape, b: ExpertBuffers, x: Float32Array, tokens: Int32Array,
+  dropout?: ExpertDropout): void {
+  k.gatherRows(x, tokens, tokens.length, s.d, b.x);
+  if (dropout && dropout.rate > 0) {
+    const mask = b.mask!;
+    const rng = new Rng(dropout.seed, dropout.step, dropout.layerIndex, 'expert-dropout', dropout.expert);
+    const keep = 1 / (1 - dropout.rate);
+    for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < dropout.rate ? 0 : keep;
+  }
+}
+
+/** The FFN on b.x: writes b.a (and b.g), b.h after the mask, and b.out. */
+export function ffnForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers): void {
+  const n = b.x.length / s.d;
   k.gemm('nn', n, s.f, s.d, b.x, w.wIn, b.a, false);
   if (s.activation === 'swiglu') {
     k.gemm('nn', n, s.f, s.d, b.x, w.wGate!, b.g!, false);
@@ -74,13 +91,7 @@ export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: E
   } else {
     k.relu(b.a, b.h);
   }
-  if (dropout && dropout.rate > 0) {
-    const mask = b.mask!;
-    const rng = new Rng(dropout.seed, dropout.step, dropout.layerIndex, 'expert-dropout', dropout.expert);
-    const keep = 1 / (1 - dropout.rate);
-    for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < dropout.rate ? 0 : keep;
-    for (let i = 0; i < b.h.length; i++) b.h[i] = b.h[i]! * mask[i]!;
-  }
+  if (b.mask) for (let i = 0; i < b.h.length; i++) b.h[i] = b.h[i]! * b.mask[i]!;
   k.gemm('nn', n, s.d, s.f, b.h, w.wOut, b.out, false);
 }
 
@@ -91,7 +102,14 @@ export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: E
  */
 export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, dy: Float32Array,
   tokens: Int32Array, gates: Float32Array, slots: Int32Array, dGates: Float32Array, grads: ExpertWeights): void {
-  const n = tokens.length, d = s.d, f = s.f;
+  expertOutputGradient(k, s, b, dy, tokens, gates, slots, dGates);
+  ffnBackward(k, s, w, b, grads);
+}
+
+/** dGate of each assignment into dGates at its slot, and the FFN's output gradient into b.dOut. */
+export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, dy: Float32Array,
+  tokens: Int32Array, gates: Float32Array, slots: Int32Array, dGates: Float32Array): void {
+  const n = tokens.length, d = s.d;
   for (let i = 0; i < n; i++) {
     const row = tokens[i]! * d;
     let dot = 0;
@@ -99,6 +117,11 @@ export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: 
     dGates[slots[i]!] = dot;
   }
   k.gatherRows(dy, tokens, n, d, b.dOut, gates);
+}
+
+/** The FFN's backward from b.dOut: the weight gradients into `grads` (overwriting) and b.dx. */
+export function ffnBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, grads: ExpertWeights): void {
+  const d = s.d, f = s.f, n = b.x.length / d;
   k.gemm('tn', f, d, n, b.h, b.dOut, grads.wOut, false); // dW_out = hᵀ·dOut
   k.gemm('nt', n, f, d, b.dOut, w.wOut, b.dh, false); // dh = dOut·W_outᵀ
   if (b.mask) for (let i = 0; i < b.dh.length; i++) b.dh[i] = b.dh[i]! * b.mask[i]!;

@@ -60,10 +60,23 @@ describe('switchyard check-reference', () => {
     expect(r.stdout).toMatch(/shape\.json: inputs\.x must have shape \[16×8\]: inputs\.x\[3\] has 7 entries, expected 8/);
   });
 
+  it.each(['webasm', 'cpu'])('runs cases through the engine with the experts on gpu.js %s', (mode) => {
+    const r = run('check-reference', '--backend', 'gpujs', '--gpujs-mode', mode, ref('top1-swiglu-cf2.0.json'), ref('top2-relu-cf1.0.json'));
+    expect(r.stdout).toContain(`engine with 1 worker, experts on gpu.js ${mode}`);
+    expect(r.stdout).toMatch(/2 passed, 0 failed/);
+    expect(r.status).toBe(0);
+  });
+
+  it('refuses a gpu.js mode without the gpujs backend, and modes gpu.js does not have', () => {
+    expect(run('check-reference', '--gpujs-mode', 'cpu', ref('top2-relu-cf1.0.json')).stderr).toMatch(/--gpujs-mode needs --backend gpujs/);
+    expect(run('check-reference', '--backend', 'gpujs', '--gpujs-mode', 'cuda', ref('top2-relu-cf1.0.json')).stderr)
+      .toMatch(/Allowed choices are webgpu, headlessgl, webasm, cpu/);
+  });
+
   it('rejects unknown options and shows what is accepted', () => {
     const r = run('check-reference', '--backend', 'cuda', ref('top1-relu-cf1.25.json'));
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/Allowed choices are wasm, reference/);
+    expect(r.stderr).toMatch(/Allowed choices are wasm, reference, gpujs, auto/);
     expect(run('--help').stdout).toMatch(/check-reference/);
   });
 });

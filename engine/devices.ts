@@ -1,0 +1,175 @@
+// Which devices compute the experts: `wasm` (WebAssembly workers, one per core), `gpujs` (every
+// worker runs the expert FFNs on gpu.js) or `auto`, which measures both on this machine and
+// shape once, caches the figures on disk, and adds a gpu.js worker only where it shortens the
+// step. A GPU mode is a device of its own beside the cores; a gpu.js CPU mode takes a core.
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, homedir } from 'node:os';
+import { join } from 'node:path';
+import { Arena } from '../kernels/arena.js';
+import { type GpujsMode, describeProbe, isGpuMode, loadGpujs } from '../kernels/gpujs/device.js';
+import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
+import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { type ExpertShape, type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
+import { Rng } from '../model/rng.js';
+import type { ExpertDevice } from './messages.js';
+import { Placement } from './placement.js';
+
+export const BACKENDS = ['auto', 'wasm', 'gpujs'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+/** One worker per device, and each one's relative speed for placement. */
+export interface DevicePlan {
+  devices: ExpertDevice[];
+  speeds?: number[];
+}
+
+export interface BackendRequest {
+  backend: Backend;
+  /** CPU workers (default: the core count). */
+  workers?: number;
+  /** gpu.js mode for `gpujs` (default: the fastest this machine has). */
+  gpujsMode?: GpujsMode;
+  /** What `auto` calibrates: one expert's shape, and how many experts share the workers. */
+  shape: ExpertShape;
+  numExperts: number;
+  log?: (line: string) => void;
+  /** Where `auto` keeps its measurements (default: $SWITCHYARD_CACHE or ~/.cache/switchyard). */
+  cacheDir?: string;
+}
+
+/** Measured milliseconds for one expert's forward + backward on `rows` tokens. */
+export interface Calibration {
+  machine: string;
+  shape: string;
+  rows: number;
+  wasmMs: number;
+  gpujs: { mode: GpujsMode; ms: number };
+  measuredAt: string;
+  cached: boolean;
+}
+
+/** The devices for a backend. Only `auto` measures anything; `wasm` and `gpujs` are immediate. */
+export async function planDevices(r: BackendRequest): Promise<DevicePlan> {
+  const workers = r.workers ?? availableParallelism();
+  if (r.backend !== 'auto') return uniformPlan(r.backend, workers, r.gpujsMode);
+  const log = r.log ?? (() => {});
+  const { probe } = await loadGpujs();
+  log(describeProbe(probe));
+  const calibration = await calibrate(r.shape, CALIBRATION_ROWS, probe.modes[0]!, r.cacheDir);
+  const plan = choosePlan(calibration, workers, r.numExperts);
+  const { mode, ms } = calibration.gpujs;
+  log(`auto: an expert's step on ${calibration.rows} tokens takes ${calibration.wasmMs.toFixed(2)} ms on a WebAssembly worker, `
+    + `${ms.toFixed(2)} ms on gpu.js ${mode} (${calibration.cached ? 'cached' : 'measured now'}); using ${describePlan(plan)}`);
+  return plan;
+}
+
+/** `workers` workers of one kind. */
+export function uniformPlan(backend: 'wasm' | 'gpujs', workers: number, gpujsMode?: GpujsMode): DevicePlan {
+  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`engine: workers must be a positive integer, got ${workers}`);
+  const device: ExpertDevice = backend === 'wasm' ? { kind: 'wasm' } : { kind: 'gpujs', ...(gpujsMode && { mode: gpujsMode }) };
+  return { devices: Array.from({ length: workers }, () => device) };
+}
+
+export function describePlan(plan: DevicePlan): string {
+  const counts = new Map<string, number>();
+  for (const d of plan.devices) {
+    const name = d.kind === 'wasm' ? 'WebAssembly' : `gpu.js ${d.mode ?? ''}`.trim();
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return [...counts].map(([name, n]) => `${n} ${name} worker${n > 1 ? 's' : ''}`).join(' + ');
+}
+
+/**
+ * All-WebAssembly, or with one gpu.js worker added (GPU mode) or in place of a WebAssembly
+ * worker (CPU mode): whichever finishes E equal experts sooner under speed-weighted placement.
+ */
+export function choosePlan(c: Calibration, workers: number, numExperts: number): DevicePlan {
+  const wasm = 1 / c.wasmMs, gpujs = 1 / c.gpujs.ms;
+  const onGpu = isGpuMode(c.gpujs.mode);
+  const cpuOnly: DevicePlan = { ...uniformPlan('wasm', workers), speeds: new Array(workers).fill(wasm) };
+  const cpuWorkers = onGpu ? workers : workers - 1;
+  const mixed: DevicePlan = {
+    devices: [...uniformPlan('wasm', Math.max(cpuWorkers, 1)).devices.slice(0, cpuWorkers), { kind: 'gpujs', mode: c.gpujs.mode }],
+    speeds: [...new Array(cpuWorkers).fill(wasm), gpujs],
+  };
+  return makespan(mixed.speeds!, numExperts) < makespan(cpuOnly.speeds!, numExperts) ? mixed : cpuOnly;
+}
+
+/** Time to run `experts` equal experts placed longest-first by speed. */
+function makespan(speeds: number[], experts: number): number {
+  const placement = new Placement(experts, speeds.length, 1, speeds);
+  placement.observe(new Array(experts).fill(1));
+  const load = new Array<number>(speeds.length).fill(0);
+  for (const w of placement.owner) load[w]!++;
+  return Math.max(...load.map((l, w) => l / speeds[w]!));
+}
+
+// Tokens per calibration run: enough to time the FFN's arithmetic rather than its overheads, few
+// enough that the slow gpu.js CPU modes calibrate in about a second. Per-token cost is what the
+// placement compares, and both devices' costs grow linearly in the tokens.
+const CALIBRATION_ROWS = 64;
+
+/** Times one expert forward + backward on WebAssembly and on gpu.js `mode`, or reads the cached figures. */
+export async function calibrate(shape: ExpertShape, rows: number, mode: GpujsMode, cacheDir = defaultCacheDir()): Promise<Calibration> {
+  const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${availableParallelism()}, ${process.platform}-${process.arch}, node ${process.version}`;
+  const shapeKey = `d=${shape.d} f=${shape.f} ${shape.activation}`;
+  const key = createHash('sha256').update(`${machine}|${shapeKey}|${rows}|${mode}`).digest('hex').slice(0, 16);
+  const file = join(cacheDir, 'calibration.json');
+  const cache = readCache(file);
+  const hit = cache[key];
+  if (hit) return { ...hit, cached: true };
+
+  const kernels = new WasmKernels(new Arena(), fastestVariant());
+  const rng = new Rng('calibration', shapeKey, rows);
+  const matrices = (): ExpertWeights => ({
+    wIn: rng.fillNormal(kernels.allocF32(shape.d * shape.f), 0.05), wOut: rng.fillNormal(kernels.allocF32(shape.f * shape.d), 0.05),
+    ...(shape.activation === 'swiglu' && { wGate: rng.fillNormal(kernels.allocF32(shape.d * shape.f), 0.05) }),
+  });
+  const w = matrices(), grads = matrices();
+  const b = expertBuffers(kernels.allocF32(expertBlockLength(shape, rows, false)), shape, rows, false);
+  rng.fillNormal(b.x);
+  rng.fillNormal(b.dOut);
+  const wasmMs = await fastest(4, () => { ffnForward(kernels, shape, w, b); ffnBackward(kernels, shape, w, b, grads); });
+  const ffn = await GpujsExpertFfn.create(mode);
+  const gpujsMs = await fastest(3, async () => { await ffn.forward(shape, w, b); await ffn.backward(shape, w, b, grads); });
+  await ffn.destroy();
+
+  const measured = { machine, shape: shapeKey, rows, wasmMs, gpujs: { mode, ms: gpujsMs }, measuredAt: new Date().toISOString() };
+  writeCache(file, { ...cache, [key]: measured });
+  return { ...measured, cached: false };
+}
+
+/** The fastest of `runs` timed runs after one untimed (compiling) run. */
+async function fastest(runs: number, step: () => void | Promise<void>): Promise<number> {
+  await step();
+  let best = Infinity;
+  for (let i = 0; i < runs; i++) {
+    const start = performance.now();
+    await step();
+    best = Math.min(best, performance.now() - start);
+  }
+  return best;
+}
+
+const defaultCacheDir = () => process.env.SWITCHYARD_CACHE ?? join(homedir(), '.cache', 'switchyard');
+
+function readCache(file: string): Record<string, Omit<Calibration, 'cached'>> {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, Omit<Calibration, 'cached'>>;
+  } catch {
+    return {}; // no cache yet, or an unreadable one: measure again and rewrite it
+  }
+}
+
+/** Written to a temporary file and renamed, so a crash never leaves half a cache. */
+function writeCache(file: string, cache: object): void {
+  try {
+    mkdirSync(join(file, '..'), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(cache, null, 2)}\n`);
+    renameSync(tmp, file);
+  } catch {
+    // A read-only home only costs a new calibration next time.
+  }
+}

@@ -1,0 +1,161 @@
+// The expert FFN on gpu.js: the same numbers as the WebAssembly kernels in the modes this machine
+// has (webasm and cpu everywhere; the GPU modes where their bindings load), the reference cases
+// through the engine, the one-line report of missing GPU modes, and what `auto` measures and picks.
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { type Calibration, calibrate, choosePlan, planDevices } from '../engine/devices.js';
+import { Placement } from '../engine/placement.js';
+import { SwitchEngine } from '../engine/switch-engine.js';
+import { type GpujsMode, describeProbe, loadGpujs } from '../kernels/gpujs/device.js';
+import { GpujsExpertFfn, paddedRows } from '../kernels/gpujs/expert-ffn.js';
+import { createKernels } from '../kernels/index.js';
+import type { Activation } from '../model/config.js';
+import { type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
+import { checkReferenceCase, loadReferenceCase, relativeError } from '../model/reference-case.js';
+import { Rng } from '../model/rng.js';
+
+const kernels = createKernels({ backend: 'wasm' });
+const CPU_MODES: GpujsMode[] = ['webasm', 'cpu'];
+
+describe('gpu.js expert FFN', () => {
+  it('pads rows to sizes with at most 4 significant bits, never more than 1/8 extra', () => {
+    expect([1, 16, 17, 19, 33, 100, 129, 1000].map(paddedRows)).toEqual([16, 16, 18, 20, 36, 104, 144, 1024]);
+    for (let n = 17; n < 5000; n += 7) {
+      expect(paddedRows(n)).toBeGreaterThanOrEqual(n);
+      expect(paddedRows(n)).toBeLessThanOrEqual(n * 1.125);
+    }
+  });
+
+  describe.each(CPU_MODES)('in gpu.js %s mode', (mode) => {
+    it.each([
+      ['relu', false, 19], ['relu', true, 16], ['gelu', false, 23], ['gelu', true, 5], ['swiglu', false, 16], ['swiglu', true, 37],
+    ] as [Activation, boolean, number][])('%s (dropout mask: %s, %i tokens) matches the WebAssembly FFN forward and backward', async (activation, masked, n) => {
+      const ffn = await GpujsExpertFfn.create(mode);
+      expect(ffn.mode).toBe(mode);
+      const s = { d: 12, f: 20, activation };
+      const rng = new Rng('gpujs-ffn', activation, n);
+      const matrices = (fill: boolean): ExpertWeights => {
+        const m = () => (fill ? rng.fillNormal(kernels.allocF32(s.d * s.f)) : kernels.allocF32(s.d * s.f));
+        return { wIn: m(), wOut: m(), ...(activation === 'swiglu' && { wGate: m() }) };
+      };
+      const w = matrices(true);
+      const [wasm, gpu] = [0, 1].map(() => expertBuffers(kernels.allocF32(expertBlockLength(s, n, masked)), s, n, masked));
+      const [wasmGrads, gpuGrads] = [matrices(false), matrices(false)];
+      rng.fillNormal(wasm!.x);
+      rng.fillNormal(wasm!.dOut);
+      if (masked) for (let i = 0; i < wasm!.mask!.length; i++) wasm!.mask![i] = rng.uniform() < 0.3 ? 0 : 1 / 0.7;
+      gpu!.x.set(wasm!.x); gpu!.dOut.set(wasm!.dOut); gpu!.mask?.set(wasm!.mask!);
+
+      ffnForward(kernels, s, w, wasm!);
+      ffnBackward(kernels, s, w, wasm!, wasmGrads);
+      await ffn.forward(s, w, gpu!);
+      await ffn.backward(s, w, gpu!, gpuGrads);
+      const pairs: [string, Float32Array, Float32Array][] = [
+        ['out', wasm!.out, gpu!.out], ['h', wasm!.h, gpu!.h], ['a', wasm!.a, gpu!.a], ['dx', wasm!.dx, gpu!.dx],
+        ['dW_in', wasmGrads.wIn, gpuGrads.wIn], ['dW_out', wasmGrads.wOut, gpuGrads.wOut],
+      ];
+      if (activation === 'swiglu') pairs.push(['g', wasm!.g!, gpu!.g!], ['dW_gate', wasmGrads.wGate!, gpuGrads.wGate!]);
+      for (const [name, expected, actual] of pairs) {
+        expect(actual.some((v) => v !== 0), `${name} was written`).toBe(true);
+        expect(relativeError(actual, expected), name).toBeLessThan(1e-4);
+      }
+      await ffn.destroy();
+    });
+  });
+
+  it('refuses a mode this machine does not have, saying which it has and why', async () => {
+    const { probe } = await loadGpujs();
+    const absent = (['webgpu', 'headlessgl'] as GpujsMode[]).find((m) => !probe.modes.includes(m));
+    if (!absent) return; // a machine with both GPU modes has nothing to refuse
+    await expect(GpujsExpertFfn.create(absent)).rejects.toThrow(new RegExp(`'${absent}' is not available here \\(available: .*webasm, cpu`));
+  });
+});
+
+describe('gpu.js on this machine', () => {
+  it('always has the CPU modes, and says in one line why each GPU mode is missing', async () => {
+    const { probe } = await loadGpujs();
+    expect(probe.modes).toEqual(expect.arrayContaining(['webasm', 'cpu']));
+    const line = describeProbe(probe);
+    expect(line).not.toContain('\n');
+    if (!probe.modes.includes('webgpu')) expect(line).toMatch(/webgpu: \S/);
+    if (!probe.modes.includes('headlessgl')) expect(line).toMatch(/headless-gl: \S/);
+  });
+});
+
+const cases = (dir: URL) => readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => new URL(f, dir).pathname);
+const referenceFiles = [...cases(new URL('./reference/', import.meta.url)), ...cases(new URL('./reference/generated/', import.meta.url))];
+
+describe.each(CPU_MODES)('reference cases through the engine, experts on gpu.js %s', (gpujsMode) => {
+  it.each(referenceFiles.map((f) => [f.split('/reference/')[1]!, f]))('%s', async (_name, file) => {
+    const result = await checkReferenceCase(loadReferenceCase(file), (o) => new SwitchEngine({ ...o, workers: 2, backend: 'gpujs', gpujsMode }));
+    for (const c of result.comparisons) expect(c.pass, `${c.field}: error ${c.error}`).toBe(true);
+  });
+});
+
+describe('placement by device speed', () => {
+  it('gives a worker three times as fast three times the tokens', () => {
+    const p = new Placement(8, 2, 1, [3, 1]);
+    p.observe(new Array(8).fill(10));
+    const tokens = p.shards().map((s) => s.length * 10);
+    expect(tokens).toEqual([60, 20]);
+  });
+
+  it('places as before when the speeds are equal', () => {
+    const load = [50, 10, 40, 30, 20, 5, 60, 1];
+    const [a, b] = [new Placement(8, 3, 1), new Placement(8, 3, 1, [2, 2, 2])];
+    a.observe(load); b.observe(load);
+    expect([...b.owner]).toEqual([...a.owner]);
+  });
+
+  it('rejects speeds that do not fit the workers', () => {
+    expect(() => new Placement(4, 2, 1, [1])).toThrow(/speeds must be 2 positive numbers/);
+    expect(() => new Placement(4, 2, 1, [1, 0])).toThrow(/speeds must be 2 positive numbers/);
+  });
+});
+
+describe('auto', () => {
+  const calibration = (mode: GpujsMode, wasmMs: number, gpujsMs: number): Calibration =>
+    ({ machine: 'test', shape: 'test', rows: 64, wasmMs, gpujs: { mode, ms: gpujsMs }, measuredAt: '', cached: false });
+
+  it('adds a GPU worker beside the cores when it shortens the step, sized by its speed', () => {
+    const plan = choosePlan(calibration('webgpu', 10, 2), 2, 8);
+    expect(plan.devices).toEqual([{ kind: 'wasm' }, { kind: 'wasm' }, { kind: 'gpujs', mode: 'webgpu' }]);
+    expect(plan.speeds).toEqual([0.1, 0.1, 0.5]);
+  });
+
+  it('keeps every core on WebAssembly when gpu.js is slower', () => {
+    expect(choosePlan(calibration('webgpu', 10, 200), 2, 8).devices).toEqual([{ kind: 'wasm' }, { kind: 'wasm' }]);
+    expect(choosePlan(calibration('webasm', 1, 30), 2, 8).devices).toEqual([{ kind: 'wasm' }, { kind: 'wasm' }]);
+  });
+
+  it('lets a faster gpu.js CPU mode take a core rather than add one', () => {
+    const plan = choosePlan(calibration('webasm', 10, 2), 2, 8);
+    expect(plan.devices).toEqual([{ kind: 'wasm' }, { kind: 'gpujs', mode: 'webasm' }]);
+  });
+
+  it('measures once per machine and shape, then reads the figures from its cache', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-calibration-'));
+    const shape = { d: 8, f: 16, activation: 'relu' as const };
+    const first = await calibrate(shape, 16, 'cpu', dir);
+    expect(first.cached).toBe(false);
+    expect(first.wasmMs).toBeGreaterThan(0);
+    expect(first.gpujs).toEqual({ mode: 'cpu', ms: expect.any(Number) });
+    expect(existsSync(join(dir, 'calibration.json'))).toBe(true);
+    expect(readFileSync(join(dir, 'calibration.json'), 'utf8')).toContain(first.machine);
+    const second = await calibrate(shape, 16, 'cpu', dir);
+    expect(second).toEqual({ ...first, cached: true });
+    const other = await calibrate({ ...shape, activation: 'gelu' }, 16, 'cpu', dir);
+    expect(other.cached).toBe(false);
+  });
+
+  it('logs what gpu.js has here, what it measured and what it chose', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-auto-'));
+    const lines: string[] = [];
+    const plan = await planDevices({ backend: 'auto', workers: 2, shape: { d: 8, f: 16, activation: 'swiglu' }, numExperts: 4, cacheDir: dir, log: (l) => lines.push(l) });
+    expect(lines[0]).toMatch(/^gpu\.js: /);
+    expect(lines[1]).toMatch(/^auto: an expert's step on 64 tokens takes [\d.]+ ms on a WebAssembly worker, [\d.]+ ms on gpu\.js \w+ \(measured now\); using /);
+    expect(plan.devices.length).toBeGreaterThanOrEqual(2);
+  });
+});
