@@ -1,11 +1,13 @@
 // `npm run bench:kernels`: single-thread GEMM GFLOP/s, every form, every WebAssembly variant, at
-// the square shapes and the expert FFN's shapes; the plain-TypeScript reference at 256³ for scale.
-// Variants run side by side in one process, so their ratio is fair on a noisy machine.
+// the square shapes and the expert FFN's shapes; every gpu.js mode this machine has at 512³ and
+// the first expert shape; the plain-TypeScript reference at 256³ for scale. Everything runs side
+// by side in one process, so the ratios are fair on a noisy machine.
 import { Command, Option } from 'commander';
 import { Arena, GEMM_FORMS, type GemmForm, type Kernels, createKernels } from '../kernels/index.js';
 import { WASM_VARIANTS, kernelModule } from '../kernels/wasm/backend.js';
 import { type Row, printTable, writeJson } from './report.js';
-import { measureGemm } from './suites.js';
+import { measureGemm, measureGpujsGemm } from './suites.js';
+import { describeProbe, loadGpujs } from '../kernels/gpujs/device.js';
 
 /** m×k×n: C[m×n] = A[m×k]·B[k×n]. The expert shapes are a 640-token block through d 512 ↔ d_ff 2048. */
 const SHAPES: [number, number, number][] = [
@@ -17,14 +19,16 @@ const program = new Command('bench:kernels')
   .option('--json <file>', 'also write the rows as a JSON array')
   .addOption(new Option('--max-time <seconds>', 'time per benchmark').default(1).argParser(Number))
   .option('--quick', 'only 512³ and the expert shapes')
+  .option('--no-gpujs', 'leave out the gpu.js modes (their calls take seconds each in the CPU modes)')
   .parse();
-const options = program.opts<{ json?: string; maxTime: number; quick?: boolean }>();
+const options = program.opts<{ json?: string; maxTime: number; quick?: boolean; gpujs: boolean }>();
 
-const measure = (kernels: Kernels, form: GemmForm, m: number, k: number, n: number, maxTime: number): Row => {
-  const row = measureGemm(kernels, form, m, k, n, maxTime);
+const show = (row: Row): Row => {
   console.log(`${String(row.backend).padEnd(18)} ${row.form} ${row.m}×${row.k}×${row.n}: ${(row.gflops as number).toFixed(1)} GFLOP/s`);
   return row;
 };
+const measure = (kernels: Kernels, form: GemmForm, m: number, k: number, n: number, maxTime: number): Row =>
+  show(measureGemm(kernels, form, m, k, n, maxTime));
 
 const backends: Kernels[] = WASM_VARIANTS.filter((v) => kernelModule(v))
   .map((variant) => createKernels({ backend: 'wasm', variant, arena: new Arena(64 * 1024 * 1024) }));
@@ -34,6 +38,15 @@ for (const [m, k, n] of shapes) {
   for (const form of GEMM_FORMS) for (const kernels of backends) rows.push(measure(kernels, form, m, k, n, options.maxTime));
 }
 if (!options.quick) rows.push(measure(createKernels({ backend: 'reference' }), 'nn', 256, 256, 256, options.maxTime));
+if (options.gpujs) {
+  const { probe } = await loadGpujs();
+  console.log(describeProbe(probe));
+  for (const mode of probe.modes) {
+    for (const [m, k, n] of [[512, 512, 512], [640, 512, 2048]] as const) {
+      for (const form of GEMM_FORMS) rows.push(show(await measureGpujsGemm(mode, form, m, k, n, options.maxTime)));
+    }
+  }
+}
 
 console.log();
 printTable(rows, ['backend', 'form', 'm', 'k', 'n', 'threads', 'gflops', 'gflops_best', 'ms', 'rme_pct']);

@@ -4,6 +4,8 @@ import Benchmark from 'benchmark';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { WorkerPool } from '../engine/worker-pool.js';
 import { ParallelShards } from '../engine/ffn-shards.js';
+import { type GpujsMode } from '../kernels/gpujs/device.js';
+import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { PRESETS } from '../model/config.js';
@@ -51,10 +53,36 @@ export function measureGemm(kernels: Kernels, form: GemmForm, m: number, k: numb
   };
 }
 
+/**
+ * A gpu.js GEMM in `mode`, the upload of A and B and the readback of C included (what a kernel
+ * call costs). Timed by hand: a call takes seconds in the CPU modes, too slow for Benchmark.js's
+ * sampling. One untimed call first, which compiles.
+ */
+export async function measureGpujsGemm(mode: GpujsMode, form: GemmForm, m: number, k: number, n: number, maxTime: number): Promise<Row> {
+  const ffn = await GpujsExpertFfn.create(mode);
+  const rng = new Rng('bench', m, k, n);
+  const a = rng.fillNormal(new Float32Array(m * k)), b = rng.fillNormal(new Float32Array(k * n));
+  const gemm = ffn.gemm(form, m, n, k);
+  gemm(a, b);
+  const samples: number[] = [];
+  const until = performance.now() + maxTime * 1000;
+  while (samples.length < 2 || performance.now() < until) {
+    const start = performance.now();
+    gemm(a, b);
+    samples.push((performance.now() - start) / 1000);
+  }
+  await ffn.destroy();
+  const mean = samples.reduce((x, y) => x + y, 0) / samples.length, flop = 2 * m * n * k;
+  return {
+    suite: 'kernels', backend: `gpujs-${mode}`, form, m, k, n, threads: 1,
+    gflops: flop / mean / 1e9, gflops_best: flop / Math.min(...samples) / 1e9, ms: mean * 1e3, samples: samples.length,
+  };
+}
+
 /** A Switch layer training step (forward + backward, SPEC losses, no optimizer) through the engine. */
-export async function measureSwitchStep(shape: ShapeName, workers: number, maxTime: number): Promise<Row> {
+export async function measureSwitchStep(shape: ShapeName, workers: number, maxTime: number, backend: 'wasm' | 'gpujs' = 'wasm'): Promise<Row> {
   const { tokens, ...layer } = SHAPES[shape];
-  const engine = new SwitchEngine({ ...layer, capacityFactor: 1.25, activation: 'relu', workers, seed: 1 });
+  const engine = new SwitchEngine({ ...layer, capacityFactor: 1.25, activation: 'relu', workers, seed: 1, backend });
   const rng = new Rng('bench-engine', shape);
   const x = rng.fillNormal(new Float32Array(tokens * layer.dModel)), dy = rng.fillNormal(new Float32Array(tokens * layer.dModel));
   const timings: ReturnType<SwitchEngine['lastTiming']>[] = [];
@@ -74,7 +102,7 @@ export async function measureSwitchStep(shape: ShapeName, workers: number, maxTi
   }
   const mean = (f: (t: typeof timings[0]) => number) => timings.reduce((s, t) => s + f(t), 0) / timings.length;
   return {
-    suite: 'switch-layer', shape, workers, tokens_per_s: tokens / stats.mean, best_tokens_per_s: tokens / Math.min(...stats.sample),
+    suite: 'switch-layer', shape, workers, backend, tokens_per_s: tokens / stats.mean, best_tokens_per_s: tokens / Math.min(...stats.sample),
     step_ms: stats.mean * 1e3, overhead_fraction: mean((t) => t.overheadFraction), messaging_fraction: mean((t) => t.messagingFraction),
     bytes_posted: Math.round(mean((t) => t.bytesPosted)),
     busy_ms: Array.from({ length: workers }, (_, w) => mean((t) => t.workers[w]!.busyMs).toFixed(1)).join('/'),

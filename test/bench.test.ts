@@ -14,10 +14,12 @@ describe('switchyard bench', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/GEMM nn 512³\s+\d+\.\d GFLOP\/s/);
     expect(r.stdout).toMatch(/training step, tiny, \d workers?\s+\d+ tokens\/s/);
+    expect(r.stdout).toMatch(/GEMM nn 512³, gpu\.js webasm\s+\d+\.\d GFLOP\/s/);
+    expect(r.stdout).toMatch(/gpu\.js: /);
     const rows = JSON.parse(readFileSync(json, 'utf8')) as Record<string, unknown>[];
     expect(rows.map((row) => row.suite)).toEqual(expect.arrayContaining(['kernels', 'switch-layer', 'train-step', 'generation']));
     for (const row of rows) {
-      expect(row).toMatchObject({ cpu: expect.any(String), cores: expect.any(Number), node: process.version, backend: expect.stringMatching(/^wasm-/) });
+      expect(row).toMatchObject({ cpu: expect.any(String), cores: expect.any(Number), node: process.version, backend: expect.stringMatching(/^(wasm|gpujs-)/) });
       expect((row.gflops ?? row.tokens_per_s) as number).toBeGreaterThan(0);
     }
   }, 240_000);
