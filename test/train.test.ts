@@ -54,6 +54,17 @@ describe('train', () => {
     expect(log(other).map((l) => l.loss)).not.toEqual(runs[0]);
   }, 60_000);
 
+  it('trains with the experts on gpu.js to the losses of the WebAssembly experts', async () => {
+    const losses: number[][] = [];
+    for (const backend of ['wasm', 'gpujs'] as const) {
+      const out = join(scratch(), backend);
+      await train({ ...SMALL, train: { ...SMALL.train, steps: 4 }, workers: 2, backend, gpujsMode: 'webasm', out });
+      losses.push(log(out).map((l) => l.loss as number));
+    }
+    expect(losses[1]).toHaveLength(4);
+    losses[1]!.forEach((loss, i) => expect(Math.abs(loss - losses[0]![i]!) / losses[0]![i]!).toBeLessThan(1e-4));
+  }, 60_000);
+
   it('resumes exactly: an interrupted and resumed run logs the losses of an uninterrupted one', async () => {
     const whole = join(scratch(), 'whole');
     await train({ ...SMALL, out: whole });
