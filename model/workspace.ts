@@ -28,7 +28,7 @@ export class Workspace {
 
   /** A copy of `source` in the kernels' memory. */
   copy(source: ArrayLike<number>): Float32Array {
-    const a = this.f32(source.length);
+    const a = this.scratch(source.length);
     a.set(source);
     return a;
   }
