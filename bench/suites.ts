@@ -2,9 +2,10 @@
 // returning a row for the table and the JSON. Benchmark.js runs the timing.
 import Benchmark from 'benchmark';
 import { SwitchEngine } from '../engine/switch-engine.js';
+import { uniformPlan } from '../engine/devices.js';
 import { WorkerPool } from '../engine/worker-pool.js';
 import { ParallelShards } from '../engine/ffn-shards.js';
-import { type GpujsMode } from '../kernels/gpujs/device.js';
+import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
@@ -115,7 +116,7 @@ export async function measureSwitchStep(shape: ShapeName, workers: number, maxTi
 export async function measureTrainStep(preset: keyof typeof PRESETS, workers: number, maxTime: number): Promise<Row> {
   const { model: config, train } = PRESETS[preset];
   const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
-  const pool = workers > 0 ? WorkerPool.forKernels(kernels, workers, 120_000) : undefined;
+  const pool = workers > 0 ? WorkerPool.forKernels(kernels, uniformPlan('wasm', workers), 120_000) : undefined;
   const model = new Transformer(kernels, { ...config, vocabSize: 65 }, {
     seed: 1, ...(pool && {
       switchFactory: (o, init) => new SwitchEngine({ ...o, ...init, shared: { kernels, pool } }),

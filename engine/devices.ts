@@ -68,7 +68,7 @@ export async function planDevices(r: BackendRequest): Promise<DevicePlan> {
 export function uniformPlan(backend: 'wasm' | 'gpujs', workers: number, gpujsMode?: GpujsMode): DevicePlan {
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`engine: workers must be a positive integer, got ${workers}`);
   const device: ExpertDevice = backend === 'wasm' ? { kind: 'wasm' } : { kind: 'gpujs', ...(gpujsMode && { mode: gpujsMode }) };
-  return { devices: Array.from({ length: workers }, () => device) };
+  return { devices: new Array<ExpertDevice>(workers).fill(device) };
 }
 
 export function describePlan(plan: DevicePlan): string {
@@ -86,14 +86,13 @@ export function describePlan(plan: DevicePlan): string {
  */
 export function choosePlan(c: Calibration, workers: number, numExperts: number): DevicePlan {
   const wasm = 1 / c.wasmMs, gpujs = 1 / c.gpujs.ms;
-  const onGpu = isGpuMode(c.gpujs.mode);
-  const cpuOnly: DevicePlan = { ...uniformPlan('wasm', workers), speeds: new Array(workers).fill(wasm) };
-  const cpuWorkers = onGpu ? workers : workers - 1;
-  const mixed: DevicePlan = {
-    devices: [...uniformPlan('wasm', Math.max(cpuWorkers, 1)).devices.slice(0, cpuWorkers), { kind: 'gpujs', mode: c.gpujs.mode }],
-    speeds: [...new Array(cpuWorkers).fill(wasm), gpujs],
-  };
-  return makespan(mixed.speeds!, numExperts) < makespan(cpuOnly.speeds!, numExperts) ? mixed : cpuOnly;
+  const plan = (cpuWorkers: number, withGpujs: boolean): Required<DevicePlan> => ({
+    devices: [...new Array<ExpertDevice>(cpuWorkers).fill({ kind: 'wasm' }), ...(withGpujs ? [{ kind: 'gpujs', mode: c.gpujs.mode } as const] : [])],
+    speeds: [...new Array<number>(cpuWorkers).fill(wasm), ...(withGpujs ? [gpujs] : [])],
+  });
+  const cpuOnly = plan(workers, false);
+  const mixed = plan(isGpuMode(c.gpujs.mode) ? workers : workers - 1, true);
+  return makespan(mixed.speeds, numExperts) < makespan(cpuOnly.speeds, numExperts) ? mixed : cpuOnly;
 }
 
 /** Time to run `experts` equal experts placed longest-first by speed. */

@@ -69,7 +69,7 @@ async function runExperts(m: StepMessage): Promise<void> {
   const shape = { d, f, activation };
   const T = m.tokens;
   const dropout = m.training && m.layer.dropoutRate > 0;
-  const ffn = await gpujs;
+  const ffn = gpujs && await gpujs;
   for (const job of m.jobs) {
     const buffers = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
     const tokens = arena.i32At(job.tokens, job.n);

@@ -35,15 +35,8 @@ export class WorkerPool {
   private readonly arena: Arena;
   private readonly timeoutMs: number;
 
-  /**
-   * Workers computing in the memory of `kernels`, with the same kernel variant (so the same
-   * rounding): `workers` WebAssembly workers, or one worker per device of a plan.
-   */
-  static forKernels(kernels: WasmKernels, workers: number | DevicePlan, timeoutMs: number): WorkerPool {
-    if (typeof workers === 'number' && (!Number.isInteger(workers) || workers < 1)) {
-      throw new RangeError(`engine: workers must be a positive integer, got ${workers}`);
-    }
-    const plan = typeof workers === 'number' ? { devices: Array.from({ length: workers }, () => ({ kind: 'wasm' } as const)) } : workers;
+  /** One worker per device of `plan`, computing in the memory of `kernels` with its kernel variant (so the same rounding). */
+  static forKernels(kernels: WasmKernels, plan: DevicePlan, timeoutMs: number): WorkerPool {
     return new WorkerPool({ arena: kernels.arena, variant: kernels.variant, ...plan, timeoutMs, scratchBytes: kernels.scratchBytes });
   }
 

@@ -110,6 +110,13 @@ export function parseReferenceCase(json: unknown, source: string): ReferenceCase
   };
   const f32 = (v: unknown, path: string, shape: number[]) => Float32Array.from(tensor(v, path, shape));
   const f64 = (v: unknown, path: string, shape: number[]) => Float64Array.from(tensor(v, path, shape));
+  /** The layer's weights under the case's names: the inputs, and their gradients alike. */
+  const layerWeights = <A>(o: Record<string, unknown>, at: string, read: (v: unknown, path: string, shape: number[]) => A) => ({
+    router: read(o.router_weight, `${at}.router_weight`, [d, E]),
+    wIn: read(o.expert_w_in, `${at}.expert_w_in`, [E, d, f]),
+    wOut: read(o.expert_w_out, `${at}.expert_w_out`, [E, f, d]),
+    ...(swiglu && { wGate: read(o.expert_w_gate, `${at}.expert_w_gate`, [E, d, f]) }),
+  });
 
   return {
     name: typeof root.name === 'string' ? root.name : source,
@@ -118,10 +125,7 @@ export function parseReferenceCase(json: unknown, source: string): ReferenceCase
     tokens: T,
     inputs: {
       x: f32(inputs.x, 'inputs.x', [T, d]),
-      router: f32(inputs.router_weight, 'inputs.router_weight', [d, E]),
-      wIn: f32(inputs.expert_w_in, 'inputs.expert_w_in', [E, d, f]),
-      wOut: f32(inputs.expert_w_out, 'inputs.expert_w_out', [E, f, d]),
-      ...(swiglu && { wGate: f32(inputs.expert_w_gate, 'inputs.expert_w_gate', [E, d, f]) }),
+      ...layerWeights(inputs, 'inputs', f32),
       gradY: f32(inputs.grad_y, 'inputs.grad_y', [T, d]),
     },
     outputs: {
@@ -139,10 +143,7 @@ export function parseReferenceCase(json: unknown, source: string): ReferenceCase
     },
     grads: {
       x: f64(grads.x, 'grads.x', [T, d]),
-      router: f64(grads.router_weight, 'grads.router_weight', [d, E]),
-      wIn: f64(grads.expert_w_in, 'grads.expert_w_in', [E, d, f]),
-      wOut: f64(grads.expert_w_out, 'grads.expert_w_out', [E, f, d]),
-      ...(swiglu && { wGate: f64(grads.expert_w_gate, 'grads.expert_w_gate', [E, d, f]) }),
+      ...layerWeights(grads, 'grads', f64),
     },
   };
 }

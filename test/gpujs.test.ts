@@ -8,13 +8,16 @@ import { describe, expect, it } from 'vitest';
 import { type Calibration, calibrate, choosePlan, planDevices } from '../engine/devices.js';
 import { Placement } from '../engine/placement.js';
 import { SwitchEngine } from '../engine/switch-engine.js';
+import { WorkerPool } from '../engine/worker-pool.js';
 import { type GpujsMode, describeProbe, loadGpujs } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn, paddedRows } from '../kernels/gpujs/expert-ffn.js';
 import { createKernels } from '../kernels/index.js';
+import type { WasmKernels } from '../kernels/wasm/backend.js';
 import type { Activation } from '../model/config.js';
 import { type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
 import { checkReferenceCase, loadReferenceCase, relativeError } from '../model/reference-case.js';
 import { Rng } from '../model/rng.js';
+import { SwitchLayer } from '../model/switch-layer.js';
 
 const kernels = createKernels({ backend: 'wasm' });
 const CPU_MODES: GpujsMode[] = ['webasm', 'cpu'];
@@ -61,8 +64,17 @@ describe('gpu.js expert FFN', () => {
         expect(actual.some((v) => v !== 0), `${name} was written`).toBe(true);
         expect(relativeError(actual, expected), name).toBeLessThan(1e-4);
       }
+      // webasm fuses each pipeline into one plan over one memory; cpu mode has no device memory to keep them in.
+      expect(ffn.executors()).toEqual(mode === 'webasm' ? ['fused-sync', 'fused-sync'] : ['generic', 'generic']);
       await ffn.destroy();
     });
+  });
+
+  it('runs in the fastest mode this machine has unless told otherwise', async () => {
+    const { probe } = await loadGpujs();
+    const ffn = await GpujsExpertFfn.create();
+    expect(ffn.mode).toBe(probe.modes[0]);
+    await ffn.destroy();
   });
 
   it('refuses a mode this machine does not have, saying which it has and why', async () => {
@@ -112,6 +124,31 @@ describe('placement by device speed', () => {
   it('rejects speeds that do not fit the workers', () => {
     expect(() => new Placement(4, 2, 1, [1])).toThrow(/speeds must be 2 positive numbers/);
     expect(() => new Placement(4, 2, 1, [1, 0])).toThrow(/speeds must be 2 positive numbers/);
+  });
+});
+
+describe('a WebAssembly worker and a gpu.js worker in one pool', () => {
+  it('places experts by speed and gives the in-process layer\'s numbers', async () => {
+    const wasm = createKernels({ backend: 'wasm' }) as WasmKernels;
+    const pool = WorkerPool.forKernels(wasm, { devices: [{ kind: 'wasm' }, { kind: 'gpujs', mode: 'webasm' }], speeds: [1, 3] }, 60_000);
+    const o = { dModel: 16, dFF: 24, numExperts: 8, capacityFactor: 2, activation: 'gelu' as const };
+    const engine = new SwitchEngine({ ...o, seed: 5, shared: { kernels: wasm, pool } });
+    const layer = new SwitchLayer(wasm, o, { seed: 5 });
+    try {
+      const T = 64, rng = new Rng('mixed-pool');
+      const x = rng.fillNormal(new Float32Array(T * o.dModel)), dy = rng.fillNormal(new Float32Array(T * o.dModel));
+      const want = { y: Float32Array.from(layer.forward(x, T).y), dx: Float32Array.from(layer.backward(dy)) };
+      const y = Float32Array.from((await engine.forward(x, T)).y), dx = await engine.backward(dy);
+      expect(relativeError(y, want.y)).toBeLessThan(1e-4);
+      expect(relativeError(dx, want.dx)).toBeLessThan(1e-4);
+      for (const name of ['router', 'wIn', 'wOut'] as const) expect(relativeError(engine.grads[name], layer.grads[name]), name).toBeLessThan(1e-4);
+      const [cpu, gpujs] = engine.lastTiming().workers;
+      expect(gpujs!.tokens).toBeGreaterThan(2 * cpu!.tokens); // three times the speed: about three times the tokens
+    } finally {
+      layer.dispose();
+      await engine.close();
+      await pool.close();
+    }
   });
 });
 

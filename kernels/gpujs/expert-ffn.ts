@@ -79,6 +79,11 @@ export class GpujsExpertFfn {
     return (a, b) => kernel(this.matrix(a, aRows, aCols), this.matrix(b, bRows, bCols)) as KernelOutput;
   }
 
+  /** How gpu.js ran each pipeline built so far: its `executorKind` ('fused-sync' on webasm keeps the intermediates in one memory). */
+  executors(): string[] {
+    return [...this.pipelines.values()].map((p) => p.pipeline.executorKind);
+  }
+
   async destroy(): Promise<void> {
     this.pipelines.clear();
     await this.gpu.destroy();
@@ -129,8 +134,8 @@ export class GpujsExpertFfn {
 
   private kernel(body: fn.KernelBody, rows: number, cols: number, inner?: number): IKernelRunShortcut {
     return this.gpu.createKernel(body as unknown as KernelFunction, {
-      output: [cols, rows], precision: 'single', tactic: 'precision', functions: [fn.erf],
-      ...(inner !== undefined && { constants: { inner } }),
+      output: [cols, rows], precision: 'single', tactic: 'precision', ...(inner !== undefined && { constants: { inner } }),
+      ...((body === fn.gelu || body === fn.geluBackward) && { functions: [fn.erf] }),
     });
   }
 

@@ -54,7 +54,7 @@ export function reluBackward(this: Elementwise, a: Matrix, dy: Matrix): number {
 }
 
 // gelu is the exact (erf) form, with the reference kernels' erf: erfc's Chebyshev fit (Numerical
-// Recipes 6.2, relative error < 1.2e-7), given to every kernel as `functions: [erf]`.
+// Recipes 6.2, relative error < 1.2e-7), given to the gelu kernels as `functions: [erf]`.
 
 export function erf(v: number): number {
   const z = Math.abs(v);
