@@ -5,7 +5,7 @@ import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import {
-  type ExpertWeights, expertBuffers, expertInputs, expertOutputGradient, ffnBackward, ffnForward,
+  type ExpertWeights, expertBuffers, expertInputGradient, expertInputs, expertOutputGradient, expertOutputs, ffnBackward, ffnForward,
 } from '../model/expert.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
 import type { ExpertDevice, FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
@@ -67,24 +67,25 @@ function runFfn(m: FfnMessage): void {
 async function runExperts(m: StepMessage): Promise<void> {
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
-  const T = m.tokens;
+  const T = m.tokens, slots = T * m.topK;
   const dropout = m.training && m.layer.dropoutRate > 0;
   const ffn = gpujs && await gpujs;
   for (const job of m.jobs) {
     const buffers = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
-    const tokens = arena.i32At(job.tokens, job.n);
+    const a = { tokens: arena.i32At(job.tokens, job.n), gates: arena.f32At(job.gates, job.n), slots: arena.i32At(job.slots, job.n) };
     const w = weights(m, job.expert, false);
     if (m.phase === 'forward') {
-      expertInputs(kernels, shape, buffers, arena.f32At(m.x, T * d), tokens,
+      expertInputs(kernels, shape, buffers, arena.f32At(m.x, T * d), a.tokens,
         dropout ? { rate: m.layer.dropoutRate, seed: m.layer.seed, step: m.step, layerIndex: m.layer.layerIndex, expert: job.expert } : undefined);
       if (ffn) await ffn.forward(shape, w, buffers);
       else ffnForward(kernels, shape, w, buffers);
+      expertOutputs(kernels, shape, buffers, a, arena.f32At(m.ySlots, slots * d));
     } else {
-      expertOutputGradient(kernels, shape, buffers, arena.f32At(m.dy, T * d), tokens, arena.f32At(job.gates, job.n),
-        arena.i32At(job.slots, job.n), arena.f32At(m.dGates, m.dGatesLength));
+      expertOutputGradient(kernels, shape, buffers, arena.f32At(m.dy, T * d), a, arena.f32At(m.dGates, slots));
       const grads = weights(m, job.expert, true);
       if (ffn) await ffn.backward(shape, w, buffers, grads);
       else ffnBackward(kernels, shape, w, buffers, grads);
+      expertInputGradient(kernels, shape, buffers, a, arena.f32At(m.dxSlots, slots * d));
     }
   }
 }

@@ -39,11 +39,14 @@ export interface StepMessage {
   training: boolean;
   tokens: number;
   layer: LayerRef;
-  /** Forward: x [T×d]. Backward: dy [T×d] and dGates [T×k]. Byte offsets. */
+  /** k, the choices per token: slot buffers hold T·k rows. */
+  topK: number;
+  /** Forward: x [T×d] in, ySlots [T·k×d] out. Backward: dy [T×d] in, dGates [T·k] and dxSlots [T·k×d] out. Byte offsets; the backward ones are −1 in forward. */
   x: number;
+  ySlots: number;
   dy: number;
   dGates: number;
-  dGatesLength: number;
+  dxSlots: number;
   jobs: ExpertJob[];
   /** Fault injection for tests: the worker fails this way instead of computing. */
   fault?: Fault;

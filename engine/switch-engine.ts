@@ -3,6 +3,7 @@
 // it, in place in that memory; the main thread combines. The arithmetic is the in-process
 // layer's own (model/switch-layer.ts), in the same order, so the results are the same numbers.
 import { availableParallelism } from 'node:os';
+import { serialize } from 'node:v8';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
@@ -67,8 +68,8 @@ export class SwitchEngine {
   private readonly started: Promise<void> | undefined;
   private readonly ownsPool: boolean;
   private readonly faults = new Map<number, Fault>();
-  private clock = { start: 0, criticalMs: 0, messagingMs: 0, bytes: 0, busy: [] as number[], idle: [] as number[] };
-  private timing: StepTiming | undefined;
+  private clock = newClock(0);
+  private timing: Omit<StepTiming, 'bytesPosted'> | undefined;
 
   constructor(options: EngineOptions) {
     const {
@@ -105,7 +106,7 @@ export class SwitchEngine {
   async forward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): Promise<{ y: Float32Array; stats: SwitchStats }> {
     await this.started;
     const workers = this.pool!.size;
-    this.clock = { start: performance.now(), criticalMs: 0, messagingMs: 0, bytes: 0, busy: new Array(workers).fill(0), idle: new Array(workers).fill(0) };
+    this.clock = newClock(workers);
     const tasks = this.layer.beginForward(x, tokens, options);
     this.placement!.observe(this.layer.state!.routing.keptPerExpert);
     await this.dispatch('forward', tasks);
@@ -126,7 +127,8 @@ export class SwitchEngine {
   /** Where the time of the last step (forward, and backward if it ran) went. */
   lastTiming(): StepTiming {
     if (!this.timing) throw new Error('engine: no step has run yet');
-    return this.timing;
+    // Measured here, after the step: serializing to count is not part of a step's cost.
+    return { ...this.timing, bytesPosted: this.clock.crossed.reduce((sum, m) => sum + serialize(m).byteLength, 0) };
   }
 
   /** For tests: worker `w` fails its next message this way. */
@@ -153,16 +155,18 @@ export class SwitchEngine {
     const jobs: ExpertJob[][] = Array.from({ length: pool.size }, () => []);
     for (const task of tasks) jobs[placement.owner[task.expert]!]!.push(expertJob(task));
     const start = performance.now();
-    const reports = await pool.runAll(jobs.map((list, w): StepMessage | undefined => {
+    const messages = jobs.map((list, w): StepMessage | undefined => {
       if (list.length === 0) return undefined;
       const fault = this.faults.get(w);
       this.faults.delete(w);
       return {
-        kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, layer,
-        x: s.x.byteOffset, dy: s.dy?.byteOffset ?? -1, dGates: s.dGates?.byteOffset ?? -1, dGatesLength: s.dGates?.length ?? 0,
+        kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, topK: this.layer.config.topK, layer,
+        x: s.x.byteOffset, ySlots: s.ySlots.byteOffset,
+        dy: s.dy?.byteOffset ?? -1, dGates: s.dGates?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
         jobs: list, ...(fault && { fault }),
       };
-    }));
+    });
+    const reports = await pool.runAll(messages);
     const wall = performance.now() - start;
     let critical = 0;
     reports.forEach(({ busyMs: busy }, w) => {
@@ -172,7 +176,7 @@ export class SwitchEngine {
     });
     this.clock.criticalMs += critical;
     this.clock.messagingMs += Math.max(0, wall - critical);
-    this.clock.bytes += pool.takeBytesPosted();
+    messages.forEach((m, w) => m && this.clock.crossed.push(m, reports[w]!));
   }
 
   private finishTiming(): void {
@@ -183,11 +187,18 @@ export class SwitchEngine {
       stepMs,
       overheadFraction: Math.max(0, stepMs - this.clock.criticalMs) / stepMs,
       messagingFraction: this.clock.messagingMs / stepMs,
-      bytesPosted: this.clock.bytes,
       workers: shards.map((experts, w) => ({
         worker: w, experts, tokens: experts.reduce((sum, e) => sum + kept[e]!, 0),
         busyMs: this.clock.busy[w]!, idleMs: this.clock.idle[w]!,
       })),
     };
   }
+}
+
+function newClock(workers: number) {
+  return {
+    start: performance.now(), criticalMs: 0, messagingMs: 0, busy: new Array<number>(workers).fill(0), idle: new Array<number>(workers).fill(0),
+    /** The messages and reports that crossed threads this step. */
+    crossed: [] as object[],
+  };
 }

@@ -2,7 +2,6 @@
 // always reaches worker w (Piscina queues, restarts a dead thread and aborts on timeout for us).
 // A shared pool with a `loadBalancer` could route the same way, but would tie correctness to
 // which thread Piscina hands a task to; a pool per worker makes the pinning explicit.
-import { serialize } from 'node:v8';
 import { Piscina } from 'piscina';
 import type { Arena } from '../kernels/arena.js';
 import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
@@ -28,8 +27,6 @@ export class WorkerPool {
   readonly size: number;
   readonly devices: ExpertDevice[];
   readonly speeds: number[];
-  /** Bytes of every message and report that crossed threads since the last `takeBytesPosted`. */
-  private bytesPosted = 0;
   private readonly pools: Piscina[];
   private readonly scratch: number[];
   private readonly arena: Arena;
@@ -60,16 +57,32 @@ export class WorkerPool {
   }
 
   /**
-   * Sends one message to worker `w`. Rejects with an error naming the worker and its experts if
-   * the worker throws, dies or does not answer within the timeout; Piscina starts a new thread in
-   * its place, which attaches to the same shared memory, where the experts' weights still are.
+   * Sends messages[w] to worker w (none where undefined) and waits for every one of them, failed
+   * or not, so that no worker is still writing when a failed step is retried; then throws one
+   * error naming every failure. A worker given nothing reports 0 ms busy. A worker that throws,
+   * dies or does not answer within the timeout fails its message, and Piscina starts a new thread
+   * in its place, which attaches to the same shared memory, where the experts' weights still are.
    */
-  async run(w: number, message: WorkerMessage): Promise<WorkerReport> {
-    this.bytesPosted += serialize(message).byteLength;
+  async runAll(messages: (WorkerMessage | undefined)[]): Promise<WorkerReport[]> {
+    // One timer for all of them: a timer per message costs as much as the message itself.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
+    let results: PromiseSettledResult<WorkerReport>[];
     try {
-      const report = (await this.pools[w]!.run(message, { signal: AbortSignal.timeout(this.timeoutMs) })) as WorkerReport;
-      this.bytesPosted += serialize(report).byteLength;
-      return report;
+      results = await Promise.allSettled(messages.map((m, w) => (m ? this.run(w, m, deadline.signal) : Promise.resolve({ busyMs: 0 }))));
+    } finally {
+      clearTimeout(timer);
+    }
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+    if (failures.length > 0) {
+      throw new Error(failures.map((f) => f.message).join('; '), { cause: failures.length === 1 ? failures[0] : new AggregateError(failures) });
+    }
+    return results.map((r) => (r as PromiseFulfilledResult<WorkerReport>).value);
+  }
+
+  private async run(w: number, message: WorkerMessage, signal: AbortSignal): Promise<WorkerReport> {
+    try {
+      return (await this.pools[w]!.run(message, { signal })) as WorkerReport;
     } catch (cause) {
       const reason = cause instanceof Error && cause.name === 'AbortError'
         ? `no answer within ${this.timeoutMs} ms` : (cause as Error).message;
@@ -78,26 +91,6 @@ export class WorkerPool {
         : `dense FFN shards ${message.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`;
       throw new Error(`engine: worker ${w} (${work}) failed in ${message.phase} of step ${message.step}: ${reason}`, { cause });
     }
-  }
-
-  /**
-   * Sends messages[w] to worker w (none where undefined) and waits for every one of them, failed
-   * or not, so that no worker is still writing when a failed step is retried; then throws one
-   * error naming every failure. A worker given nothing reports 0 ms busy.
-   */
-  async runAll(messages: (WorkerMessage | undefined)[]): Promise<WorkerReport[]> {
-    const results = await Promise.allSettled(messages.map((m, w) => (m ? this.run(w, m) : Promise.resolve({ busyMs: 0 }))));
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
-    if (failures.length > 0) {
-      throw new Error(failures.map((f) => f.message).join('; '), { cause: failures.length === 1 ? failures[0] : new AggregateError(failures) });
-    }
-    return results.map((r) => (r as PromiseFulfilledResult<WorkerReport>).value);
-  }
-
-  takeBytesPosted(): number {
-    const bytes = this.bytesPosted;
-    this.bytesPosted = 0;
-    return bytes;
   }
 
   /** Ends every worker thread and returns their scratch to the arena. */

@@ -83,6 +83,8 @@ export interface Kernels {
 
   /** Σ x². */
   sumSquares(x: Float32Array): number;
+  /** The index of the first NaN or ±Inf in x, or −1. */
+  firstNonFinite(x: Float32Array): number;
   /** One AdamW update of w from g, in place in w, m, v (see AdamHyper). */
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamHyper): void;
 }

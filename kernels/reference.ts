@@ -167,6 +167,10 @@ export class ReferenceKernels implements Kernels {
     return sum;
   }
 
+  firstNonFinite(x: Float32Array): number {
+    return x.findIndex((v) => !Number.isFinite(v));
+  }
+
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamHyper): void {
     for (const a of [g, m, v]) requireLength('adamw', a, w.length);
     for (let i = 0; i < w.length; i++) {

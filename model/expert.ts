@@ -1,8 +1,10 @@
 // One expert's feed-forward block (SPEC step 4) on the n tokens routed to it, forward and backward:
 //   relu / gelu:  a = x·w_in,  h = act(a)
 //   swiglu:       a = x·w_in,  g = x·w_gate,  h = silu(g) ⊙ a
-//   then (training) h ⊙= dropout mask, and out = h·w_out.
-// These functions only read and write the arrays they are given, so the same code runs in
+//   then (training) h ⊙= dropout mask, and out = h·w_out,
+// and each token's gate · out lands in its slot's row of the layer's slot buffer [T·k × d]. A slot
+// (token t's j-th choice) belongs to one expert, so experts on different threads never write the
+// same row: the workers combine in place. These functions only read and write the arrays they are given, so the same code runs in
 // process (model/switch-layer.ts) and on an expert worker over shared memory (engine/).
 import type { Kernels } from '../kernels/index.js';
 import type { Activation } from './config.js';
@@ -28,6 +30,13 @@ export interface ExpertBuffers {
   dh: Float32Array; // [n×f]
   dg?: Float32Array; // [n×f] (swiglu)
   dx: Float32Array; // [n×d]
+}
+
+/** The tokens routed to one expert: rows of x, each with its gate and its slot t·k + j. */
+export interface Assignment {
+  tokens: Int32Array;
+  gates: Float32Array;
+  slots: Int32Array;
 }
 
 /** Training-time randomness of one expert in one step; absent in evaluation. */
@@ -60,11 +69,12 @@ export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dr
   return b as ExpertBuffers;
 }
 
-/** Forward for the tokens listed in `tokens`, read from x [T×d]; leaves the result in b.out. */
+/** Forward for the assigned tokens of x [T×d]: gate · out into their rows of ySlots [T·k×d] (zeroed). */
 export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, x: Float32Array,
-  tokens: Int32Array, dropout?: ExpertDropout): void {
-  expertInputs(k, s, b, x, tokens, dropout);
+  a: Assignment, ySlots: Float32Array, dropout?: ExpertDropout): void {
+  expertInputs(k, s, b, x, a.tokens, dropout);
   ffnForward(k, s, w, b);
+  expertOutputs(k, s, b, a, ySlots);
 }
 
 /** What the FFN reads: the expert's rows of x into b.x, and this step's dropout mask into b.mask. */
@@ -95,20 +105,28 @@ export function ffnForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: Expe
   k.gemm('nn', n, s.d, s.f, b.h, w.wOut, b.out, false);
 }
 
+/** Each assignment's gate · out into its slot's row of ySlots. */
+export function expertOutputs(k: Kernels, s: ExpertShape, b: ExpertBuffers, a: Assignment, ySlots: Float32Array): void {
+  k.scatterAddRows(b.out, a.slots, a.slots.length, s.d, ySlots, a.gates);
+}
+
 /**
  * Backward given dy [T×d] for the whole layer output: writes d loss / d gate of each assignment
  * into dGates at its slot, the expert's weight gradients into `grads` (overwriting), and
- * d loss / d x of its tokens into b.dx. y_t += gate · out, so dGate = dy_t · out, dOut = gate · dy_t.
+ * d loss / d x of its tokens into their slots' rows of dxSlots [T·k×d] (zeroed).
+ * y_t += gate · out, so dGate = dy_t · out, dOut = gate · dy_t.
  */
 export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, dy: Float32Array,
-  tokens: Int32Array, gates: Float32Array, slots: Int32Array, dGates: Float32Array, grads: ExpertWeights): void {
-  expertOutputGradient(k, s, b, dy, tokens, gates, slots, dGates);
+  a: Assignment, dGates: Float32Array, dxSlots: Float32Array, grads: ExpertWeights): void {
+  expertOutputGradient(k, s, b, dy, a, dGates);
   ffnBackward(k, s, w, b, grads);
+  expertInputGradient(k, s, b, a, dxSlots);
 }
 
 /** dGate of each assignment into dGates at its slot, and the FFN's output gradient into b.dOut. */
-export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, dy: Float32Array,
-  tokens: Int32Array, gates: Float32Array, slots: Int32Array, dGates: Float32Array): void {
+export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, dy: Float32Array, a: Assignment,
+  dGates: Float32Array): void {
+  const { tokens, gates, slots } = a;
   const n = tokens.length, d = s.d;
   for (let i = 0; i < n; i++) {
     const row = tokens[i]! * d;
@@ -117,6 +135,11 @@ export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffer
     dGates[slots[i]!] = dot;
   }
   k.gatherRows(dy, tokens, n, d, b.dOut, gates);
+}
+
+/** The FFN's input gradient b.dx into the assignments' slot rows of dxSlots. */
+export function expertInputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, a: Assignment, dxSlots: Float32Array): void {
+  k.scatterAddRows(b.dx, a.slots, a.slots.length, s.d, dxSlots);
 }
 
 /** The FFN's backward from b.dOut: the weight gradients into `grads` (overwriting) and b.dx. */

@@ -1,11 +1,13 @@
 // The Switch FFN layer, in process: router → dispatch (gather each expert's tokens) → experts →
-// combine (gate × expert output; dropped tokens get 0, the residual carries them). Exactly
+// combine (each expert writes gate × output into its tokens' slots; a token sums its k slots;
+// dropped tokens get 0, the residual carries them). Exactly
 // docs/SPEC.md, forward and backward. The engine (engine/) runs the same router and expert
 // functions with the experts spread over worker threads.
 import type { Kernels } from '../kernels/index.js';
 import { type SwitchLayerConfig, type SwitchLayerOptions, switchLayerConfig } from './config.js';
 import {
-  type ExpertBuffers, type ExpertShape, type ExpertWeights, expertBackward, expertBlockLength, expertBuffers, expertForward,
+  type Assignment, type ExpertBuffers, type ExpertShape, type ExpertWeights, expertBackward, expertBlockLength, expertBuffers,
+  expertForward,
 } from './expert.js';
 import { Rng } from './rng.js';
 import { type Routing, route, routerBackward } from './router.js';
@@ -46,11 +48,8 @@ export interface SwitchLayerInit {
 }
 
 /** One expert's share of a step: its tokens, their gates and slots, and its buffers. */
-export interface ExpertTask {
+export interface ExpertTask extends Assignment {
   expert: number;
-  tokens: Int32Array; // which rows of x
-  gates: Float32Array;
-  slots: Int32Array; // t·k + j of each assignment
   block: Float32Array; // one allocation that `buffers` are views of
   buffers: ExpertBuffers;
 }
@@ -64,9 +63,13 @@ export interface StepState {
   jitter?: Float32Array;
   routing: Routing;
   tasks: ExpertTask[];
+  /** [T·k×d] each slot's gate · expert output, zero where dropped; for k = 1 this is y itself. */
+  ySlots: Float32Array;
   y: Float32Array;
   dy?: Float32Array;
   dGates?: Float32Array;
+  /** [T·k×d] each slot's expert input gradient; for k = 1 this is dx itself. */
+  dxSlots?: Float32Array;
   dx?: Float32Array;
 }
 
@@ -122,8 +125,15 @@ export class SwitchLayer {
       if (src.length !== dst.length) {
         throw new RangeError(`switch layer: weight ${name} has ${src.length} values, expected ${dst.length} (${this.shapeOf(name)})`);
       }
-      requireFinite(`weight ${name}`, src);
-      dst.set(src);
+      // Checked as float32 (1e39 is finite as a double, Inf as a float) before it replaces the weight.
+      const staged = this.kernels.allocF32(src.length);
+      try {
+        staged.set(src);
+        requireFinite(this.kernels, `weight ${name}`, staged);
+        dst.set(staged);
+      } finally {
+        this.kernels.free(staged);
+      }
     }
   }
 
@@ -172,7 +182,7 @@ export class SwitchLayer {
     const step = options.step ?? 0;
 
     const xs = ws.copy(x);
-    requireFinite('input x', xs);
+    requireFinite(this.kernels, 'input x', xs);
     let xr = xs;
     let jitter: Float32Array | undefined;
     if (training && c.routerJitter > 0) {
@@ -197,7 +207,9 @@ export class SwitchLayer {
         buffers: expertBuffers(block, this.shape, n, dropout),
       });
     }
-    this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, tasks, y: ws.f32(tokens * d) };
+    const ySlots = ws.f32(tokens * c.topK * d);
+    const y = c.topK === 1 ? ySlots : ws.f32(tokens * d);
+    this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, tasks, ySlots, y };
     return tasks;
   }
 
@@ -206,14 +218,13 @@ export class SwitchLayer {
     const rate = this.config.expertDropout;
     const dropout = s.training && rate > 0
       ? { rate, seed: this.seed, step: s.step, layerIndex: this.layerIndex, expert: task.expert } : undefined;
-    expertForward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.x, task.tokens, dropout);
+    expertForward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.x, task, s.ySlots, dropout);
   }
 
-  /** Combine: y_t = Σ gate · out over t's kept assignments, in expert order. */
+  /** Combine: y_t = Σ_j ySlots[t·k + j], in choice order (nothing to add for k = 1). */
   endForward(): { y: Float32Array; stats: SwitchStats } {
     const s = this.current();
-    const d = this.config.dModel;
-    for (const t of s.tasks) this.kernels.scatterAddRows(t.buffers.out, t.tokens, t.tokens.length, d, s.y, t.gates);
+    this.sumSlots(s.ySlots, s.y);
     const r = s.routing;
     return {
       y: s.y,
@@ -231,9 +242,10 @@ export class SwitchLayer {
     const T = s.routing.tokens;
     if (dy.length !== T * d) throw new RangeError(`switch layer: dy has ${dy.length} values, expected ${T} × ${d} = ${T * d}`);
     s.dy = this.ws.copy(dy);
-    requireFinite('gradient dy', s.dy);
+    requireFinite(this.kernels, 'gradient dy', s.dy);
     s.dGates = this.ws.f32(T * topK);
-    s.dx = this.ws.f32(T * d);
+    s.dxSlots = this.ws.f32(T * topK * d);
+    s.dx = topK === 1 ? s.dxSlots : this.ws.f32(T * d);
     // Experts that received no token have zero gradient.
     const busy = new Set(s.tasks.map((t) => t.expert));
     for (let e = 0; e < this.config.numExperts; e++) {
@@ -246,11 +258,11 @@ export class SwitchLayer {
 
   runBackward(task: ExpertTask): void {
     const s = this.current();
-    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.dy!, task.tokens,
-      task.gates, task.slots, s.dGates!, this.expertWeights(task.expert, this.grads));
+    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.dy!, task, s.dGates!, s.dxSlots!,
+      this.expertWeights(task.expert, this.grads));
   }
 
-  /** Combine the experts' dx in expert order, then the router's backward. */
+  /** Combine the experts' dx over each token's slots, then add the router's backward. */
   endBackward(): Float32Array {
     const s = this.current();
     if (!s.dx) throw new Error('switch layer: endBackward called before beginBackward');
@@ -258,7 +270,7 @@ export class SwitchLayer {
     const T = s.routing.tokens;
     const k = this.kernels;
     const dx = s.dx;
-    for (const t of s.tasks) k.scatterAddRows(t.buffers.dx, t.tokens, t.tokens.length, d, dx);
+    this.sumSlots(s.dxSlots!, dx);
     const dLogits = routerBackward(this.ws, this.config, s.routing, s.dGates!);
     k.gemm('tn', d, E, T, s.xr, dLogits, this.grads.router, false); // dW_router = xrᵀ·dLogits
     if (s.jitter) {
@@ -277,6 +289,16 @@ export class SwitchLayer {
     for (const set of [this.weights, this.grads]) {
       for (const a of [set.router, set.wIn, set.wOut, set.wGate]) if (a) this.kernels.free(a);
     }
+  }
+
+  /** out[t] = Σ_j slots[t·k + j]; for k = 1 `out` is `slots` and there is nothing to do. */
+  private sumSlots(slots: Float32Array, out: Float32Array): void {
+    const { dModel: d, topK: k } = this.config;
+    if (k === 1) return;
+    const T = out.length / d;
+    const token = this.ws.i32(T * k);
+    for (let i = 0; i < token.length; i++) token[i] = Math.floor(i / k);
+    this.kernels.scatterAddRows(slots, token, T * k, d, out);
   }
 
   private current(): StepState {
@@ -301,14 +323,8 @@ export class SwitchLayer {
   }
 }
 
-/** Throws naming the first NaN or ±Inf. */
-export function requireFinite(what: string, values: ArrayLike<number>): void {
-  // x·0 is 0 for every finite x and NaN otherwise: one multiply-add per value on the common path.
-  let probe = 0;
-  if (values instanceof Float32Array) for (let i = 0; i < values.length; i++) probe += values[i]! * 0;
-  else for (let i = 0; i < values.length; i++) probe += values[i]! * 0;
-  if (probe === 0) return;
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw new RangeError(`${what} contains ${values[i]} at index ${i}`);
-  }
+/** Throws naming the first NaN or ±Inf of `values` (an array in the kernels' memory). */
+function requireFinite(kernels: Kernels, what: string, values: Float32Array): void {
+  const at = kernels.firstNonFinite(values);
+  if (at >= 0) throw new RangeError(`${what} contains ${values[at]} at index ${at}`);
 }

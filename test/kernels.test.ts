@@ -217,6 +217,24 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
     }
   });
 
+  it('finds the first NaN or ±Inf wherever it is, and −1 when every value is finite', () => {
+    const rng = new Rng('finite');
+    for (const n of [1, 3, 4, 17, 1030]) {
+      const x = random(k, n, rng, 1e30); // large but finite: v·0 must stay 0
+      expect(k.firstNonFinite(x), `n=${n}`).toBe(-1);
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        for (const at of new Set([0, n >> 1, n - 1])) {
+          const y = k.allocF32(n);
+          y.set(x);
+          y[at] = bad;
+          if (at + 1 < n) y[n - 1] = NaN; // a later bad value must not hide the first
+          expect(k.firstNonFinite(y), `${bad} at ${at} of ${n}`).toBe(at);
+          expect(k.firstNonFinite(y)).toBe(reference.firstNonFinite(new Float32Array(y)));
+        }
+      }
+    }
+  });
+
   it('rejects arrays outside its memory and out-of-range row indices by name', () => {
     const outside = new Float32Array(16);
     const inside = k.allocF32(16);

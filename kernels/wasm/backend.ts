@@ -35,6 +35,7 @@ interface KernelExports {
   rmsNorm(x: number, gain: number, out: number, rstd: number, rows: number, cols: number, eps: number): void;
   rmsNormBackward(x: number, gain: number, rstd: number, dy: number, dx: number, dGain: number, rows: number, cols: number): void;
   sumSquares(x: number, n: number): number;
+  firstNonFinite(x: number, n: number): number;
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number,
     correct1: number, correct2: number, decay: number, clip: number, eps: number): void;
 }
@@ -168,6 +169,10 @@ export class WasmKernels implements Kernels {
 
   sumSquares(x: Float32Array): number {
     return this.k.sumSquares(this.ptr(x), x.length);
+  }
+
+  firstNonFinite(x: Float32Array): number {
+    return this.k.firstNonFinite(this.ptr(x), x.length);
   }
 
   adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, h: AdamHyper): void {

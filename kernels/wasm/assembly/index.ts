@@ -4,3 +4,4 @@ export { relu, reluBackward, gelu, geluBackward, silu, siluBackward, swiglu, swi
 export { softmaxRows, logsumexpRows, gatherRows, scatterAddRows, softmaxBackwardRows, causalMaskRows } from './rows';
 export { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norms';
 export { sumSquares, adamw } from './optim';
+export { firstNonFinite } from './checks';
