@@ -55,6 +55,20 @@ export interface Kernels {
   /** Given dh: dg = dh ⊙ u ⊙ silu'(g), du = dh ⊙ silu(g). dg and du may alias dh. */
   swigluBackward(g: Float32Array, u: Float32Array, dh: Float32Array, dg: Float32Array, du: Float32Array): void;
 
+  /** Elementwise over out.length: out = x + y. out may alias x or y. */
+  add(x: Float32Array, y: Float32Array, out: Float32Array): void;
+  /** Elementwise over out.length: out = x ⊙ y. out may alias x or y. */
+  multiply(x: Float32Array, y: Float32Array, out: Float32Array): void;
+
+  /**
+   * Rotary positions (Hugging Face's half-split form), in place: each of `rows` rows, `stride`
+   * floats apart, at position row % time, holds `groups` blocks of headDim values; a block
+   * [x₁ | x₂] becomes [x₁·cos − x₂·sin | x₂·cos + x₁·sin] from the [time × headDim/2] tables.
+   * `inverse` rotates back (the transpose, for the backward).
+   */
+  rope(x: Float32Array, rows: number, stride: number, groups: number, headDim: number, time: number,
+    cos: Float32Array, sin: Float32Array, inverse: boolean): void;
+
   /** Row-wise over [rows × cols]: out = softmax(x). out may alias x. */
   softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
   /** out[r] = log Σ_c exp(x[r, c]). */
@@ -94,6 +108,16 @@ export interface Kernels {
  */
 export interface AdamHyper {
   lr: number; beta1: number; beta2: number; correct1: number; correct2: number; decay: number; clip: number; eps: number;
+}
+
+/** Throws unless the arrays of a rope call hold what it addresses; every backend checks the same way. */
+export function checkRope(x: ArrayLike<number>, rows: number, stride: number, groups: number, headDim: number, time: number,
+  cos: ArrayLike<number>, sin: ArrayLike<number>): void {
+  if (headDim % 2 !== 0) throw new RangeError(`rope: headDim ${headDim} is odd; the halves must pair up`);
+  if (groups * headDim > stride) throw new RangeError(`rope: ${groups} blocks of ${headDim} do not fit a row stride of ${stride}`);
+  if (rows > 0) requireLength('rope x', x, (rows - 1) * stride + groups * headDim);
+  requireLength('rope cos', cos, Math.min(rows, time) * headDim / 2);
+  requireLength('rope sin', sin, Math.min(rows, time) * headDim / 2);
 }
 
 /** Throws unless `array` holds at least `length` elements; every backend checks the same way. */

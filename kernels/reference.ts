@@ -1,6 +1,6 @@
 // Plain TypeScript kernels: the oracle the tests hold every other backend to. Loops as the math
 // reads, float64 accumulation, no blocking, no SIMD.
-import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, gemmLayout, requireLength } from './kernels.js';
+import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, checkRope, gemmLayout, requireLength } from './kernels.js';
 
 /** erf(x), from erfc's Chebyshev fit (Numerical Recipes, 6.2): relative error of erfc < 1.2e-7. */
 export function erf(x: number): number {
@@ -165,6 +165,27 @@ export class ReferenceKernels implements Kernels {
     let sum = 0;
     for (const v of x) sum += v * v;
     return sum;
+  }
+
+  add(x: Float32Array, y: Float32Array, out: Float32Array): void { map2(x, y, out, (a, b) => a + b); }
+  multiply(x: Float32Array, y: Float32Array, out: Float32Array): void { map2(x, y, out, (a, b) => a * b); }
+
+  rope(x: Float32Array, rows: number, stride: number, groups: number, headDim: number, time: number,
+    cos: Float32Array, sin: Float32Array, inverse: boolean): void {
+    checkRope(x, rows, stride, groups, headDim, time, cos, sin);
+    const half = headDim / 2, sign = inverse ? -1 : 1;
+    for (let r = 0; r < rows; r++) {
+      const t = r % time;
+      for (let g = 0; g < groups; g++) {
+        const o = r * stride + g * headDim;
+        for (let i = 0; i < half; i++) {
+          const c = cos[t * half + i]!, sn = sign * sin[t * half + i]!;
+          const x1 = x[o + i]!, x2 = x[o + half + i]!;
+          x[o + i] = x1 * c - x2 * sn;
+          x[o + half + i] = x2 * c + x1 * sn;
+        }
+      }
+    }
   }
 
   firstNonFinite(x: Float32Array): number {

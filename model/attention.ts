@@ -11,6 +11,8 @@ import type { Workspace } from './workspace.js';
 
 export interface AttentionShape { batch: number; time: number; heads: number; d: number }
 
+export interface RopeTables { cos: Float32Array; sin: Float32Array }
+
 export interface AttentionCache {
   x: Float32Array; // [N×d] input
   qkv: Float32Array; // [N×3d], q and k after rope
@@ -18,10 +20,10 @@ export interface AttentionCache {
   o: Float32Array; // [N×d] head outputs side by side
 }
 
-/** cos/sin of position t and frequency i (θ_i = 10000^(−2i/hd)), [context × hd/2]. */
-export function ropeTables(context: number, hd: number): { cos: Float32Array; sin: Float32Array } {
+/** cos/sin of position t and frequency i (θ_i = 10000^(−2i/hd)), [context × hd/2], in the kernels' memory. */
+export function ropeTables(k: Kernels, context: number, hd: number): RopeTables {
   const half = hd / 2;
-  const cos = new Float32Array(context * half), sin = new Float32Array(context * half);
+  const cos = k.allocF32(context * half), sin = k.allocF32(context * half);
   for (let t = 0; t < context; t++) {
     for (let i = 0; i < half; i++) {
       const angle = t * Math.pow(10000, (-2 * i) / hd);
@@ -32,34 +34,19 @@ export function ropeTables(context: number, hd: number): { cos: Float32Array; si
   return { cos, sin };
 }
 
-/**
- * Rotates the q and k blocks of each fused row in place: x·cos + rotate_half(x)·sin per head, or
- * the inverse rotation (the transpose) for backward.
- */
-function rope(qkv: Float32Array, s: AttentionShape, tables: { cos: Float32Array; sin: Float32Array }, inverse: boolean): void {
+/** Rotates the q and k blocks (H query heads, then H key heads) of each fused row in place. */
+function rope(k: Kernels, qkv: Float32Array, s: AttentionShape, tables: RopeTables, inverse: boolean): void {
   const { batch: B, time: T, heads: H, d } = s;
-  const hd = d / H, half = hd / 2, sign = inverse ? -1 : 1;
-  for (let n = 0; n < B * T; n++) {
-    const t = n % T;
-    for (let h = 0; h < 2 * H; h++) { // H query heads, then H key heads
-      const o = n * 3 * d + h * hd;
-      for (let i = 0; i < half; i++) {
-        const c = tables.cos[t * half + i]!, sn = sign * tables.sin[t * half + i]!;
-        const x1 = qkv[o + i]!, x2 = qkv[o + half + i]!;
-        qkv[o + i] = x1 * c - x2 * sn;
-        qkv[o + half + i] = x2 * c + x1 * sn;
-      }
-    }
-  }
+  k.rope(qkv, B * T, 3 * d, 2 * H, d / H, T, tables.cos, tables.sin, inverse);
 }
 
 export function attentionForward(k: Kernels, ws: Workspace, s: AttentionShape, qkvW: LinearParams, proj: LinearParams,
-  x: Float32Array, rope_: { cos: Float32Array; sin: Float32Array } | undefined, out: Float32Array): AttentionCache {
+  x: Float32Array, rope_: RopeTables | undefined, out: Float32Array): AttentionCache {
   const { batch: B, time: T, heads: H, d } = s;
   const N = B * T, hd = d / H, ld = 3 * d;
   const qkv = ws.scratch(N * ld);
   linearForward(k, qkvW, x, N, d, ld, qkv);
-  if (rope_) rope(qkv, s, rope_, false);
+  if (rope_) rope(k, qkv, s, rope_, false);
   const p = ws.scratch(B * H * T * T), o = ws.scratch(N * d);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
@@ -81,7 +68,7 @@ export function attentionForward(k: Kernels, ws: Workspace, s: AttentionShape, q
 
 /** Given dy [N×d]: accumulates the projections' gradients, returns dx [N×d]. */
 export function attentionBackward(k: Kernels, ws: Workspace, s: AttentionShape, qkvW: LinearParams, proj: LinearParams,
-  c: AttentionCache, rope_: { cos: Float32Array; sin: Float32Array } | undefined, dy: Float32Array): Float32Array {
+  c: AttentionCache, rope_: RopeTables | undefined, dy: Float32Array): Float32Array {
   const { batch: B, time: T, heads: H, d } = s;
   const N = B * T, hd = d / H, ld = 3 * d;
   const dO = ws.scratch(N * d);
@@ -102,7 +89,7 @@ export function attentionBackward(k: Kernels, ws: Workspace, s: AttentionShape, 
       k.gemm('tn', T, hd, T, dS, q, dk, false, { ldb: ld, ldc: ld }); // dk = dSᵀ·q
     }
   }
-  if (rope_) rope(dQkv, s, rope_, true);
+  if (rope_) rope(k, dQkv, s, rope_, true);
   const dx = ws.scratch(N * d);
   linearBackward(k, qkvW, c.x, dQkv, N, d, ld, dx);
   return dx;

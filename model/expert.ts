@@ -101,7 +101,7 @@ export function ffnForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: Expe
   } else {
     k.relu(b.a, b.h);
   }
-  if (b.mask) for (let i = 0; i < b.h.length; i++) b.h[i] = b.h[i]! * b.mask[i]!;
+  if (b.mask) k.multiply(b.h, b.mask, b.h);
   k.gemm('nn', n, s.d, s.f, b.h, w.wOut, b.out, false);
 }
 
@@ -147,7 +147,7 @@ export function ffnBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: Exp
   const d = s.d, f = s.f, n = b.x.length / d;
   k.gemm('tn', f, d, n, b.h, b.dOut, grads.wOut, false); // dW_out = hᵀ·dOut
   k.gemm('nt', n, f, d, b.dOut, w.wOut, b.dh, false); // dh = dOut·W_outᵀ
-  if (b.mask) for (let i = 0; i < b.dh.length; i++) b.dh[i] = b.dh[i]! * b.mask[i]!;
+  if (b.mask) k.multiply(b.dh, b.mask, b.dh);
   if (s.activation === 'swiglu') {
     k.swigluBackward(b.g!, b.a, b.dh, b.dg!, b.dh); // dh becomes da
     k.gemm('tn', d, f, n, b.x, b.dg!, grads.wGate!, false);

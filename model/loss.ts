@@ -8,10 +8,8 @@ export function crossEntropy(k: Kernels, logits: Float32Array, targets: Int32Arr
   let loss = 0;
   for (let r = 0; r < n; r++) loss += lse[r]! - logits[r * vocab + targets[r]!]!;
   // d/dlogit = (softmax − onehot) / n
-  for (let r = 0; r < n; r++) {
-    const o = r * vocab, l = lse[r]!;
-    for (let c = 0; c < vocab; c++) dLogits[o + c] = Math.exp(logits[o + c]! - l) / n;
-    dLogits[o + targets[r]!]! -= 1 / n;
-  }
+  k.softmaxRows(logits, dLogits, n, vocab);
+  for (let i = 0; i < n * vocab; i++) dLogits[i] = dLogits[i]! / n;
+  for (let r = 0; r < n; r++) dLogits[r * vocab + targets[r]!]! -= 1 / n;
   return loss / n;
 }

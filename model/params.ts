@@ -14,6 +14,8 @@ export interface Param {
   decay: boolean;
   /** A compute copy rounded to bfloat16 (bf16 expert weights): refreshed from data after each update. */
   compute?: Float32Array;
+  /** Every backward writes the whole gradient (a Switch layer's weights), so it is not zeroed first. */
+  gradOverwritten?: boolean;
 }
 
 export type Init = { kind: 'reduced'; fanIn: number } | { kind: 'ones' } | { kind: 'zeros' };
@@ -44,8 +46,9 @@ export class ParamSet {
     return p;
   }
 
+  /** Zeroes the gradients that backward accumulates into. */
   zeroGrads(): void {
-    for (const p of this.list) p.grad.fill(0);
+    for (const p of this.list) if (!p.gradOverwritten) p.grad.fill(0);
   }
 }
 

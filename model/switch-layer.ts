@@ -187,9 +187,9 @@ export class SwitchLayer {
     let jitter: Float32Array | undefined;
     if (training && c.routerJitter > 0) {
       // The router sees x ⊙ u, u ~ Uniform(1−ε, 1+ε); the experts see the clean x.
-      jitter = new Rng(this.seed, step, this.layerIndex, 'jitter').fillUniform(ws.f32(xs.length), 1 - c.routerJitter, 1 + c.routerJitter);
-      xr = ws.f32(xs.length);
-      for (let i = 0; i < xr.length; i++) xr[i] = xs[i]! * jitter[i]!;
+      jitter = new Rng(this.seed, step, this.layerIndex, 'jitter').fillUniform(ws.scratch(xs.length), 1 - c.routerJitter, 1 + c.routerJitter);
+      xr = ws.scratch(xs.length);
+      this.kernels.multiply(xs, jitter, xr);
     }
     const routing = route(ws, c, xr, tokens, this.weights.router);
     const dropout = training && c.expertDropout > 0;
@@ -274,9 +274,10 @@ export class SwitchLayer {
     const dLogits = routerBackward(this.ws, this.config, s.routing, s.dGates!);
     k.gemm('tn', d, E, T, s.xr, dLogits, this.grads.router, false); // dW_router = xrᵀ·dLogits
     if (s.jitter) {
-      const dxr = this.ws.f32(T * d);
+      const dxr = this.ws.scratch(T * d);
       k.gemm('nt', T, d, E, dLogits, this.weights.router, dxr, false);
-      for (let i = 0; i < dx.length; i++) dx[i] = dx[i]! + dxr[i]! * s.jitter[i]!;
+      k.multiply(dxr, s.jitter, dxr);
+      k.add(dx, dxr, dx);
     } else {
       k.gemm('nt', T, d, E, dLogits, this.weights.router, dx, true); // dx += dLogits·W_routerᵀ
     }

@@ -6,7 +6,7 @@
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
 import type { Kernels } from '../kernels/index.js';
 import { toBF16Precision } from './checkpoint.js';
-import { type AttentionCache, attentionBackward, attentionForward, ropeTables } from './attention.js';
+import { type AttentionCache, type RopeTables, attentionBackward, attentionForward, ropeTables } from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import type { LinearParams } from './linear.js';
 import { crossEntropy } from './loss.js';
@@ -73,7 +73,7 @@ export class Transformer {
   private readonly wte: Param;
   private readonly wpe?: Param;
   private readonly normF: NormParams;
-  private readonly rope?: { cos: Float32Array; sin: Float32Array };
+  private readonly rope?: RopeTables;
   private readonly ws: Workspace;
   private cache?: {
     batch: TokenBatch; inputs: Int32Array; embedMask?: Float32Array; layers: LayerCache[];
@@ -111,7 +111,7 @@ export class Transformer {
 
     this.wte = add('embed.weight', [c.vocabSize, d], d);
     if (c.positions === 'learned') this.wpe = add('pos.weight', [c.context, d], d);
-    else this.rope = ropeTables(c.context, d / c.heads);
+    else this.rope = ropeTables(kernels, c.context, d / c.heads);
     for (let i = 0; i < c.layers; i++) {
       const at = `layers.${i}`;
       const layer: Layer = {
@@ -132,7 +132,7 @@ export class Transformer {
           const name = `${at}.moe.${{ router: 'router', wIn: 'w_in', wGate: 'w_gate', wOut: 'w_out' }[key]}`;
           const bf16 = c.expertDtype === 'bf16' && key !== 'router'; // the router stays float32 always
           this.params.adopt({
-            name, shape: shapes[key], grad: moe.grads[key]!, decay: true,
+            name, shape: shapes[key], grad: moe.grads[key]!, decay: true, gradOverwritten: true,
             ...(bf16 ? { data: copyOf(kernels, data), compute: data } : { data }),
           });
         }
@@ -191,7 +191,7 @@ export class Transformer {
       const attn = attentionForward(k, ws, shape, layer.qkv, layer.proj, n1.out, this.rope, a);
       const attnMask = this.dropout(a, training, step, layer.index, 'attn');
       const x1 = ws.scratch(N * d);
-      for (let i = 0; i < x1.length; i++) x1[i] = x[i]! + a[i]!;
+      k.add(x, a, x1);
 
       const n2 = this.norm(layer.norm2, x1, N);
       let fOut: Float32Array;
@@ -205,14 +205,13 @@ export class Transformer {
       } else {
         shards = this.mlpShards(N);
         await this.shards.forward(this.mlpShape(N), layer.mlp!.w, n2.out, shards, step);
-        fOut = ws.f32(N * d);
-        for (const sh of shards) for (let i = 0; i < fOut.length; i++) fOut[i]! += sh.buffers.y[i]!;
+        fOut = sumShards(ws, k, shards.map((sh) => sh.buffers.y));
         const bias = layer.mlp!.downBias?.data;
         if (bias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) fOut[r * d + j]! += bias[j]!;
       }
       const ffnMask = this.dropout(fOut, training, step, layer.index, 'ffn');
       const x2 = ws.scratch(N * d);
-      for (let i = 0; i < x2.length; i++) x2[i] = x1[i]! + fOut[i]!;
+      k.add(x1, fOut, x2);
       layerCaches.push({
         n1: n1.cache, attn, ...(attnMask && { attnMask }), n2: n2.cache, ...(shards && { shards }), ...(ffnMask && { ffnMask }),
       });
@@ -255,14 +254,14 @@ export class Transformer {
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i]!, lc = s.layers[i]!;
       // x₂ = x₁ + drop(ffn(norm₂(x₁))): the residual passes dx through; the branch adds its own.
-      const dF = masked(ws, dx, lc.ffnMask);
+      const dF = masked(ws, k, dx, lc.ffnMask);
       const dH2 = layer.moe ? await layer.moe.backward(dF) : await this.mlpBackward(layer.mlp!, lc, dF, N, s.step);
       this.normBackward(layer.norm2, lc.n2, dH2, N, dx, true);
-      const dA = masked(ws, dx, lc.attnMask);
+      const dA = masked(ws, k, dx, lc.attnMask);
       const dH1 = attentionBackward(k, ws, shape, layer.qkv, layer.proj, lc.attn, this.rope, dA);
       this.normBackward(layer.norm1, lc.n1, dH1, N, dx, true);
     }
-    const dEmbed = masked(ws, dx, s.embedMask);
+    const dEmbed = masked(ws, k, dx, s.embedMask);
     k.scatterAddRows(dEmbed, s.inputs, N, d, this.wte.grad);
     if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) this.wpe.grad[(n % T) * d + j]! += dEmbed[n * d + j]!;
   }
@@ -295,8 +294,7 @@ export class Transformer {
     const d = this.config.dModel;
     const shards = lc.shards!;
     await this.shards.backward(this.mlpShape(n), mlp.w, mlp.g, lc.n2.out, dy, shards, step);
-    const dx = this.ws.f32(n * d);
-    for (const sh of shards) for (let i = 0; i < dx.length; i++) dx[i]! += sh.buffers.dx[i]!;
+    const dx = sumShards(this.ws, this.k, shards.map((sh) => sh.buffers.dx));
     const db = mlp.downBias?.grad;
     if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
     return dx;
@@ -316,7 +314,7 @@ export class Transformer {
     const out = accumulate ? this.ws.scratch(n * d) : dx;
     if (this.config.norm === 'layernorm') this.k.layerNormBackward(c.x, p.gain.data, c.rstd, c.mean, dy, out, p.gain.grad, p.bias?.grad, n, d);
     else this.k.rmsNormBackward(c.x, p.gain.data, c.rstd, dy, out, p.gain.grad, n, d);
-    if (accumulate) for (let i = 0; i < dx.length; i++) dx[i]! += out[i]!;
+    if (accumulate) this.k.add(dx, out, dx);
   }
 
   /** Inverted dropout in place; returns the mask (0 or 1/(1−rate)) for backward, or nothing when off. */
@@ -336,9 +334,16 @@ function copyOf(k: Kernels, a: Float32Array): Float32Array {
   return copy;
 }
 
-function masked(ws: Workspace, g: Float32Array, mask: Float32Array | undefined): Float32Array {
+function masked(ws: Workspace, k: Kernels, g: Float32Array, mask: Float32Array | undefined): Float32Array {
   if (!mask) return g;
   const out = ws.scratch(g.length);
-  for (let i = 0; i < g.length; i++) out[i] = g[i]! * mask[i]!;
+  k.multiply(g, mask, out);
   return out;
+}
+
+/** Σ of the shards' partial sums, in shard order. */
+function sumShards(ws: Workspace, k: Kernels, parts: Float32Array[]): Float32Array {
+  const sum = ws.copy(parts[0]!);
+  for (const part of parts.slice(1)) k.add(sum, part, sum);
+  return sum;
 }

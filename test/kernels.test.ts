@@ -114,7 +114,7 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
 
   it('row softmax and log-sum-exp match the reference, including huge logits', () => {
     const rng = new Rng('rows');
-    for (const [rows, cols] of [[1, 1], [3, 17], [130, 8], [7, 2]] as const) {
+    for (const [rows, cols] of [[1, 1], [3, 17], [130, 8], [7, 2], [5, 64], [4, 65]] as const) {
       const x = random(k, rows * cols, rng, 4);
       x[0] = 1000; // overflows exp unless the max is subtracted
       const got = k.allocF32(rows * cols), want = new Float32Array(rows * cols);
@@ -126,6 +126,10 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
       reference.logsumexpRows(new Float32Array(x), rlse, rows, cols);
       expect(relativeError(lse, rlse)).toBeLessThan(1e-6);
     }
+    const nan = k.allocF32(6);
+    nan.set([1, NaN, 2, 3, 4, 5]);
+    k.softmaxRows(nan, nan, 1, 6);
+    expect(Array.from(nan).every(Number.isNaN)).toBe(true); // a NaN logit is not hidden
   });
 
   it('gather and scatter-add rows, with and without a scale, repeated indices adding up', () => {
@@ -194,6 +198,7 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
       expect(Array.from(s)).toEqual(Array.from(rs));
       expect(s[1]).toBe(T > 1 ? -Infinity : s[1]); // row 0 sees only column 0
       k.softmaxRows(s, s, rows, T);
+      for (let r = 0; r < rows; r++) for (let c = (r % T) + 1; c < T; c++) expect(s[r * T + c], `masked ${r},${c}`).toBe(0);
       const dp = random(k, rows * T, rng), out = k.allocF32(rows * T), rOut = new Float32Array(rows * T);
       k.softmaxBackwardRows(s, dp, out, rows, T, 0.5);
       reference.softmaxBackwardRows(new Float32Array(s), new Float32Array(dp), rOut, rows, T, 0.5);
@@ -215,6 +220,45 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
       expect(relativeError(m, rm), `m n=${n}`).toBeLessThan(1e-6);
       expect(relativeError(v, rv), `v n=${n}`).toBeLessThan(1e-6);
     }
+  });
+
+  it('elementwise add and multiply match the reference, in place too', () => {
+    const rng = new Rng('elementwise');
+    for (const n of [1, 3, 17, 1030]) {
+      const x = random(k, n, rng), y = random(k, n, rng);
+      for (const op of ['add', 'multiply'] as const) {
+        const out = k.allocF32(n), want = new Float32Array(n);
+        k[op](x, y, out);
+        reference[op](new Float32Array(x), new Float32Array(y), want);
+        expect(Array.from(out), `${op} n=${n}`).toEqual(Array.from(want));
+        const inPlace = k.allocF32(n);
+        inPlace.set(x);
+        k[op](inPlace, y, inPlace);
+        expect(Array.from(inPlace)).toEqual(Array.from(want));
+      }
+    }
+  });
+
+  it('rotary positions match the reference on strided blocks, and the inverse undoes them', () => {
+    const rng = new Rng('rope');
+    for (const [rows, time, groups, hd] of [[5, 5, 1, 2], [12, 4, 3, 6], [8, 8, 8, 32], [7, 3, 2, 10]] as const) {
+      const stride = groups * hd + 3; // the blocks are columns of wider rows, which must stay untouched
+      const half = hd / 2;
+      const cos = random(k, time * half, rng), sin = random(k, time * half, rng);
+      const x = random(k, rows * stride, rng), original = new Float32Array(x), want = new Float32Array(x);
+      k.rope(x, rows, stride, groups, hd, time, cos, sin, false);
+      reference.rope(want, rows, stride, groups, hd, time, new Float32Array(cos), new Float32Array(sin), false);
+      expect(relativeError(x, want), `rows ${rows} hd ${hd}`).toBeLessThan(1e-6);
+      for (let r = 0; r < rows; r++) for (let c = groups * hd; c < stride; c++) expect(x[r * stride + c]).toBe(original[r * stride + c]);
+      // With unit-circle tables the inverse is the transpose: it restores x.
+      for (let i = 0; i < cos.length; i++) { const a = rng.uniform() * 6; cos[i] = Math.cos(a); sin[i] = Math.sin(a); }
+      x.set(original);
+      k.rope(x, rows, stride, groups, hd, time, cos, sin, false);
+      k.rope(x, rows, stride, groups, hd, time, cos, sin, true);
+      expect(relativeError(x, original)).toBeLessThan(1e-6);
+    }
+    expect(() => k.rope(k.allocF32(8), 1, 8, 1, 3, 1, k.allocF32(2), k.allocF32(2), false)).toThrow(/headDim 3 is odd/);
+    expect(() => k.rope(k.allocF32(8), 2, 8, 1, 4, 2, k.allocF32(2), k.allocF32(2), false)).toThrow(/rope x: needs 12/);
   });
 
   it('finds the first NaN or ±Inf wherever it is, and −1 when every value is finite', () => {

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import type { Arena } from '../arena.js';
-import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, gemmLayout, requireLength } from '../kernels.js';
+import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, checkRope, gemmLayout, requireLength } from '../kernels.js';
 
 export type WasmVariant = 'simd' | 'relaxed-simd';
 export const WASM_VARIANTS: readonly WasmVariant[] = ['simd', 'relaxed-simd'];
@@ -36,6 +36,9 @@ interface KernelExports {
   rmsNormBackward(x: number, gain: number, rstd: number, dy: number, dx: number, dGain: number, rows: number, cols: number): void;
   sumSquares(x: number, n: number): number;
   firstNonFinite(x: number, n: number): number;
+  add(x: number, y: number, out: number, n: number): void;
+  multiply(x: number, y: number, out: number, n: number): void;
+  rope(x: number, rows: number, stride: number, groups: number, hd: number, time: number, cos: number, sin: number, inverse: number): void;
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number,
     correct1: number, correct2: number, decay: number, clip: number, eps: number): void;
 }
@@ -102,6 +105,14 @@ export class WasmKernels implements Kernels {
   geluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { this.binary(this.k.geluBackward, x, dy, dx); }
   siluBackward(x: Float32Array, dy: Float32Array, dx: Float32Array): void { this.binary(this.k.siluBackward, x, dy, dx); }
   swiglu(g: Float32Array, u: Float32Array, out: Float32Array): void { this.binary(this.k.swiglu, g, u, out); }
+  add(x: Float32Array, y: Float32Array, out: Float32Array): void { this.binary(this.k.add, x, y, out); }
+  multiply(x: Float32Array, y: Float32Array, out: Float32Array): void { this.binary(this.k.multiply, x, y, out); }
+
+  rope(x: Float32Array, rows: number, stride: number, groups: number, headDim: number, time: number,
+    cos: Float32Array, sin: Float32Array, inverse: boolean): void {
+    checkRope(x, rows, stride, groups, headDim, time, cos, sin);
+    this.k.rope(this.ptr(x), rows, stride, groups, headDim, time, this.ptr(cos), this.ptr(sin), inverse ? 1 : 0);
+  }
 
   swigluBackward(g: Float32Array, u: Float32Array, dh: Float32Array, dg: Float32Array, du: Float32Array): void {
     const n = dh.length;

@@ -1,6 +1,7 @@
 // Elementwise activations and their derivatives over n floats. Pointers are byte offsets.
 // Derivative kernels take the activation's input x and the upstream gradient dy and write dx;
 // dx may alias dy.
+import { exp4, k, loadTail, madd, storeTail } from './vector-math';
 
 export function relu(x: usize, out: usize, n: i32): void {
   const zero = f32x4.splat(0);
@@ -30,44 +31,9 @@ export function reluBackward(x: usize, dy: usize, dx: usize, n: i32): void {
   }
 }
 
-// gelu needs erf, and erf an exp: both are vectorised here, four lanes at a time, because a
-// language model's step spends more time in gelu than in any GEMM but the largest when each lane
-// calls a scalar exp. The polynomials are evaluated in Estrin's form with fused multiply-adds where
-// the CPU has them: Horner's chain of 20 dependent multiply-adds per vector, not the arithmetic,
-// bounded the speed (docs/kernels.md). Constants come from a table by broadcast load.
-const K = memory.data<f32>([
-  -87.0, 88.0, 1.4426950408889634, 0.693145751953125, 1.428606765330187e-6, // 0–4: exp range reduction
-  1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, // 5–10: e^r = Σ rⁱ/i!, i = 0 (and 1) … 6
-  -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, // 11–20: erfc fit, P(t) = Σ cᵢ tⁱ
-  0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277,
-  0.7071067811865476, 0.3989422804014327, -0.5, 0.0, // 21–24: 1/√2, 1/√(2π), −½, 0
-]);
-
-// @ts-ignore: decorator
-@inline function k(i: i32): v128 {
-  return v128.load32_splat(K + <usize>(i * 4));
-}
-
-/** a·b + c, fused where relaxed SIMD is on. */
-// @ts-ignore: decorator
-@inline function madd(a: v128, b: v128, c: v128): v128 {
-  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
-  return f32x4.add(f32x4.mul(a, b), c);
-}
-
-/** e^x for four lanes: x = n·ln2 + r, |r| ≤ ln2/2, e^r by its Taylor series to r⁶ (error < 2e-7), times 2^n. */
-// @ts-ignore: decorator
-@inline function exp4(x: v128): v128 {
-  x = f32x4.min(f32x4.max(x, k(0)), k(1));
-  const n = f32x4.nearest(f32x4.mul(x, k(2)));
-  const r = f32x4.sub(f32x4.sub(x, f32x4.mul(n, k(3))), f32x4.mul(n, k(4)));
-  const r2 = f32x4.mul(r, r), r4 = f32x4.mul(r2, r2);
-  const q01 = f32x4.add(k(5), r), q23 = madd(r, k(7), k(6)), q45 = madd(r, k(9), k(8));
-  const p = madd(r4, madd(r2, k(10), q45), madd(r2, q23, q01));
-  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
-  return f32x4.mul(p, scale);
-}
-
+// gelu needs erf, and erf an exp: both are vectorised (exp4 in vector-math.ts), four lanes at a
+// time, because a language model's step spends more time in gelu than in any GEMM but the largest
+// when each lane calls a scalar exp.
 /**
  * erf for four lanes, from erfc's Chebyshev fit (Numerical Recipes 6.2: relative error of erfc
  * below 1.2e-7): erfc(z) = t·exp(−z² + P(t)), t = 1/(1 + z/2), for z = |x|.
@@ -84,23 +50,6 @@ const K = memory.data<f32>([
   const erfc = f32x4.mul(t, exp4(f32x4.sub(p, f32x4.mul(z, z))));
   const positive = f32x4.ge(x, k(24));
   return v128.bitselect(f32x4.sub(one, erfc), f32x4.sub(erfc, one), positive);
-}
-
-/** The first `count` (< 4) floats at p in the low lanes, zeros above: a tail that must not read past the array. */
-// @ts-ignore: decorator
-@inline function loadTail(p: usize, count: i32): v128 {
-  let v = f32x4.splat(0);
-  v = f32x4.replace_lane(v, 0, load<f32>(p));
-  if (count > 1) v = f32x4.replace_lane(v, 1, load<f32>(p, 4));
-  if (count > 2) v = f32x4.replace_lane(v, 2, load<f32>(p, 8));
-  return v;
-}
-
-// @ts-ignore: decorator
-@inline function storeTail(p: usize, v: v128, count: i32): void {
-  store<f32>(p, f32x4.extract_lane(v, 0));
-  if (count > 1) store<f32>(p, f32x4.extract_lane(v, 1), 4);
-  if (count > 2) store<f32>(p, f32x4.extract_lane(v, 2), 8);
 }
 
 // @ts-ignore: decorator

@@ -5,3 +5,5 @@ export { softmaxRows, logsumexpRows, gatherRows, scatterAddRows, softmaxBackward
 export { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norms';
 export { sumSquares, adamw } from './optim';
 export { firstNonFinite } from './checks';
+export { add, multiply } from './elementwise';
+export { rope } from './rope';
