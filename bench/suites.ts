@@ -4,7 +4,7 @@ import Benchmark from 'benchmark';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { uniformPlan } from '../engine/devices.js';
 import { WorkerPool } from '../engine/worker-pool.js';
-import { ParallelShards } from '../engine/ffn-shards.js';
+import { ParallelShards } from '../engine/dense-shards.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';

@@ -1,5 +1,5 @@
 // An expert worker: runs on a Piscina thread, instantiates the kernels against the shared memory
-// once, then computes whatever experts each step message names, in place.
+// once, then computes whatever each message names (experts, or shards of a dense layer), in place.
 import { workerData } from 'node:worker_threads';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
@@ -7,8 +7,10 @@ import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import {
   type ExpertWeights, expertBuffers, expertInputGradient, expertInputs, expertOutputGradient, expertOutputs, ffnBackward, ffnForward,
 } from '../model/expert.js';
+import { attentionShardBackward, attentionShardForward } from '../model/attention.js';
+import type { LinearParams } from '../model/linear.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
-import type { ExpertDevice, FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
+import type { AttentionMessage, ExpertDevice, FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
@@ -40,6 +42,7 @@ export default async function run(m: WorkerMessage): Promise<WorkerReport> {
   if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
   const start = performance.now();
   if (m.kind === 'ffn') runFfn(m);
+  else if (m.kind === 'attention') runAttention(m);
   else await runExperts(m);
   return { busyMs: performance.now() - start };
 }
@@ -61,6 +64,30 @@ function runFfn(m: FfnMessage): void {
     };
     if (m.phase === 'forward') mlpShardForward(kernels, shape, w, x, s.f0, s.f1, b);
     else mlpShardBackward(kernels, shape, w, mats(m.grads), x, arena.f32At(m.dy, n * d), s.f0, s.f1, b);
+  }
+}
+
+function runAttention(m: AttentionMessage): void {
+  const { batch: B, time: T, heads: H, d } = m;
+  const N = B * T, hd = d / H;
+  const at = (offset: number, length: number) => arena.f32At(offset, length);
+  const linear = (w: number, b: number, dw: number, db: number, cols: number): LinearParams => ({
+    w: at(w, d * cols), dw: at(dw, d * cols), ...(b >= 0 && { b: at(b, cols), db: at(db, cols) }),
+  });
+  const weights = {
+    qkv: linear(m.weights.qkv, m.weights.qkvBias, m.grads.qkv, m.grads.qkvBias, 3 * d),
+    proj: linear(m.weights.proj, -1, m.grads.proj, -1, d),
+  };
+  const rope = m.cos >= 0 ? { cos: at(m.cos, T * hd / 2), sin: at(m.sin, T * hd / 2) } : undefined;
+  const x = at(m.x, N * d);
+  for (const s of m.shards) {
+    const w = (s.h1 - s.h0) * hd;
+    const b = {
+      qkv: at(s.qkv, N * 3 * w), p: at(s.p, B * (s.h1 - s.h0) * T * T), o: at(s.o, N * w), y: at(s.y, N * d),
+      dO: at(s.dO, N * w), dQkv: at(s.dQkv, N * 3 * w), dS: at(s.dS, T * T), dx: at(s.dx, N * d),
+    };
+    if (m.phase === 'forward') attentionShardForward(kernels, m, weights, x, rope, s.h0, s.h1, b);
+    else attentionShardBackward(kernels, m, weights, x, rope, at(m.dy, N * d), s.h0, s.h1, b);
   }
 }
 

@@ -66,7 +66,23 @@ export interface FfnMessage {
   fault?: Fault;
 }
 
-export type WorkerMessage = StepMessage | FfnMessage;
+/** Head shards of an attention layer (model/attention.ts) for one phase of a step. Offsets in bytes; −1: absent. */
+export interface AttentionMessage {
+  kind: 'attention';
+  phase: 'forward' | 'backward';
+  step: number;
+  batch: number; time: number; heads: number; d: number;
+  x: number; dy: number;
+  /** The rotary tables, [time × hd/2] each; −1 with learned positions. */
+  cos: number; sin: number;
+  /** W_qkv [d×3d], its bias [3d], W_o [d×d], and their gradients. */
+  weights: { qkv: number; qkvBias: number; proj: number };
+  grads: { qkv: number; qkvBias: number; proj: number };
+  shards: { h0: number; h1: number; qkv: number; p: number; o: number; y: number; dO: number; dQkv: number; dS: number; dx: number }[];
+  fault?: Fault;
+}
+
+export type WorkerMessage = StepMessage | FfnMessage | AttentionMessage;
 
 export interface WorkerReport {
   /** Milliseconds the worker spent computing this message's jobs. */

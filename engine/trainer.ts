@@ -10,7 +10,7 @@ import { AdamW } from '../model/optim.js';
 import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from '../model/tokenizer.js';
 import { Transformer } from '../model/transformer.js';
 import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './runs.js';
-import { ParallelShards } from './ffn-shards.js';
+import { ParallelShards } from './dense-shards.js';
 import { SwitchEngine } from './switch-engine.js';
 import { WorkerPool } from './worker-pool.js';
 import { type Backend, planDevices } from './devices.js';

@@ -86,9 +86,9 @@ export class WorkerPool {
     } catch (cause) {
       const reason = cause instanceof Error && cause.name === 'AbortError'
         ? `no answer within ${this.timeoutMs} ms` : (cause as Error).message;
-      const work = message.kind === 'switch'
-        ? `experts ${message.jobs.map((j) => j.expert).join(', ')}`
-        : `dense FFN shards ${message.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`;
+      const work = message.kind === 'switch' ? `experts ${message.jobs.map((j) => j.expert).join(', ')}`
+        : message.kind === 'ffn' ? `dense FFN shards ${message.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`
+        : `attention heads ${message.shards.map((s) => `${s.h0}–${s.h1 - 1}`).join(', ')}`;
       throw new Error(`engine: worker ${w} (${work}) failed in ${message.phase} of step ${message.step}: ${reason}`, { cause });
     }
   }

@@ -1,24 +1,34 @@
 // Causal multi-head self-attention over B sequences of T tokens, with learned or rotary positions.
 //   [q | k | v] = x·W_qkv (+ b);  rope: rotate q and k by position
 //   per head: P = softmax(q·kᵀ / √hd, causal);  o = P·v;  y = o·W_o (+ b)
-// Heads are column blocks of the fused [N × 3d] q|k|v rows and of o: the GEMMs address them
-// with row strides, so nothing is copied into a head-major layout and back.
+// Split by heads into shards (Megatron's tensor parallelism, as the dense FFN in mlp.ts): shard c
+// owns heads h0…h1, i.e. those heads' columns of W_qkv (one block each in q, k and v) and rows of
+// W_o, so its weight gradients are its own and only the [N×d] output and input gradient are
+// summed over shards. The GEMMs address a shard's blocks in place with row strides.
 // Rotary positions use Hugging Face's half-split form (rotate_half: [−x₂, x₁]), so a model trained
 // here computes the same function in transformers' Qwen2 layers without permuting anything.
 import type { Kernels } from '../kernels/index.js';
-import { type LinearParams, linearBackward, linearForward } from './linear.js';
-import type { Workspace } from './workspace.js';
+import type { LinearParams } from './linear.js';
 
 export interface AttentionShape { batch: number; time: number; heads: number; d: number }
 
 export interface RopeTables { cos: Float32Array; sin: Float32Array }
 
-export interface AttentionCache {
-  x: Float32Array; // [N×d] input
-  qkv: Float32Array; // [N×3d], q and k after rope
-  p: Float32Array; // [B·H×T×T] attention weights
-  o: Float32Array; // [N×d] head outputs side by side
+export interface AttentionWeights { qkv: LinearParams; proj: LinearParams }
+
+/** One shard's buffers for one step; w = (h1 − h0)·hd columns. */
+export interface AttentionShardBuffers {
+  qkv: Float32Array; // [N × 3w] the shard's q | k | v, q and k after rope
+  p: Float32Array; // [B × (h1−h0) × T × T] attention weights
+  o: Float32Array; // [N × w] head outputs side by side
+  y: Float32Array; // [N × d] partial output, o·W_o[rows]
+  dO: Float32Array; // [N × w]
+  dQkv: Float32Array; // [N × 3w]
+  dS: Float32Array; // [T × T]
+  dx: Float32Array; // [N × d] partial input gradient
 }
+
+export interface AttentionShard { h0: number; h1: number; buffers: AttentionShardBuffers }
 
 /** cos/sin of position t and frequency i (θ_i = 10000^(−2i/hd)), [context × hd/2], in the kernels' memory. */
 export function ropeTables(k: Kernels, context: number, hd: number): RopeTables {
@@ -34,69 +44,79 @@ export function ropeTables(k: Kernels, context: number, hd: number): RopeTables 
   return { cos, sin };
 }
 
-/** Rotates the q and k blocks (H query heads, then H key heads) of each fused row in place. */
-function rope(k: Kernels, qkv: Float32Array, s: AttentionShape, tables: RopeTables, inverse: boolean): void {
-  const { batch: B, time: T, heads: H, d } = s;
-  k.rope(qkv, B * T, 3 * d, 2 * H, d / H, T, tables.cos, tables.sin, inverse);
+/** Where shard [h0, h1) sits: its column offset in each of the q, k, v blocks of W_qkv, its width, the head size. */
+function layout(s: AttentionShape, h0: number, h1: number) {
+  const hd = s.d / s.heads;
+  return { hd, w: (h1 - h0) * hd, col: h0 * hd };
 }
 
-export function attentionForward(k: Kernels, ws: Workspace, s: AttentionShape, qkvW: LinearParams, proj: LinearParams,
-  x: Float32Array, rope_: RopeTables | undefined, out: Float32Array): AttentionCache {
-  const { batch: B, time: T, heads: H, d } = s;
-  const N = B * T, hd = d / H, ld = 3 * d;
-  const qkv = ws.scratch(N * ld);
-  linearForward(k, qkvW, x, N, d, ld, qkv);
-  if (rope_) rope(k, qkv, s, rope_, false);
-  const p = ws.scratch(B * H * T * T), o = ws.scratch(N * d);
-  for (let b = 0; b < B; b++) {
+/** Forward of heads h0…h1 on x [N×d]: fills the shard's buffers, with its partial output in y. */
+export function attentionShardForward(k: Kernels, s: AttentionShape, weights: AttentionWeights, x: Float32Array,
+  rope: RopeTables | undefined, h0: number, h1: number, b: AttentionShardBuffers): void {
+  const { batch: B, time: T, d } = s;
+  const N = B * T, { hd, w, col } = layout(s, h0, h1), H = h1 - h0, ld = 3 * w;
+  const { qkv: qkvW, proj } = weights;
+  for (let part = 0; part < 3; part++) { // q, k, v
+    const at = part * d + col;
+    k.gemm('nn', N, w, d, x, qkvW.w.subarray(at), b.qkv.subarray(part * w), false, { ldb: 3 * d, ldc: ld });
+    const bias = qkvW.b;
+    if (bias) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) b.qkv[n * ld + part * w + j]! += bias[at + j]!;
+  }
+  if (rope) k.rope(b.qkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, false); // H query heads, then H key heads
+  for (let s_ = 0; s_ < B; s_++) {
     for (let h = 0; h < H; h++) {
-      const q = qkv.subarray(b * T * ld + h * hd), kk = q.subarray(d);
-      k.gemm('nt', T, T, hd, q, kk, head(p, b, h, s), false, { lda: ld, ldb: ld });
+      const q = b.qkv.subarray(s_ * T * ld + h * hd), kk = q.subarray(w);
+      k.gemm('nt', T, T, hd, q, kk, head(b.p, s_, h, H, T), false, { lda: ld, ldb: ld });
     }
   }
-  k.causalMaskRows(p, B * H * T, T, 1 / Math.sqrt(hd)); // no looking ahead
-  k.softmaxRows(p, p, B * H * T, T);
-  for (let b = 0; b < B; b++) {
+  k.causalMaskRows(b.p, B * H * T, T, 1 / Math.sqrt(hd)); // no looking ahead
+  k.softmaxRows(b.p, b.p, B * H * T, T);
+  for (let s_ = 0; s_ < B; s_++) {
     for (let h = 0; h < H; h++) {
-      const v = qkv.subarray(b * T * ld + 2 * d + h * hd);
-      k.gemm('nn', T, hd, T, head(p, b, h, s), v, o.subarray(b * T * d + h * hd), false, { ldb: ld, ldc: d });
+      const v = b.qkv.subarray(s_ * T * ld + 2 * w + h * hd);
+      k.gemm('nn', T, hd, T, head(b.p, s_, h, H, T), v, b.o.subarray(s_ * T * w + h * hd), false, { ldb: ld, ldc: w });
     }
   }
-  linearForward(k, proj, o, N, d, d, out);
-  return { x, qkv, p, o };
+  k.gemm('nn', N, d, w, b.o, proj.w.subarray(col * d), b.y, false); // o · W_o[h0·hd … h1·hd]
 }
 
-/** Given dy [N×d]: accumulates the projections' gradients, returns dx [N×d]. */
-export function attentionBackward(k: Kernels, ws: Workspace, s: AttentionShape, qkvW: LinearParams, proj: LinearParams,
-  c: AttentionCache, rope_: RopeTables | undefined, dy: Float32Array): Float32Array {
-  const { batch: B, time: T, heads: H, d } = s;
-  const N = B * T, hd = d / H, ld = 3 * d;
-  const dO = ws.scratch(N * d);
-  linearBackward(k, proj, c.o, dy, N, d, d, dO);
-  const dQkv = ws.scratch(N * ld);
-  const dS = ws.scratch(T * T);
+/**
+ * Given dy [N×d] for the layer output: adds the shard's slices of the weight gradients (W_qkv's
+ * columns, W_o's rows, the qkv bias) and writes its partial input gradient into dx.
+ */
+export function attentionShardBackward(k: Kernels, s: AttentionShape, weights: AttentionWeights, x: Float32Array,
+  rope: RopeTables | undefined, dy: Float32Array, h0: number, h1: number, b: AttentionShardBuffers): void {
+  const { batch: B, time: T, d } = s;
+  const N = B * T, { hd, w, col } = layout(s, h0, h1), H = h1 - h0, ld = 3 * w;
+  const { qkv: qkvW, proj } = weights;
+  k.gemm('tn', w, d, N, b.o, dy, proj.dw.subarray(col * d), true); // dW_o[rows] += oᵀ·dy
+  k.gemm('nt', N, w, d, dy, proj.w.subarray(col * d), b.dO, false); // dO = dy·W_o[rows]ᵀ
   const scale = 1 / Math.sqrt(hd);
-  for (let b = 0; b < B; b++) {
+  for (let s_ = 0; s_ < B; s_++) {
     for (let h = 0; h < H; h++) {
-      const at = b * T * ld + h * hd;
-      const q = c.qkv.subarray(at), kk = c.qkv.subarray(at + d), v = c.qkv.subarray(at + 2 * d);
-      const dq = dQkv.subarray(at), dk = dQkv.subarray(at + d), dv = dQkv.subarray(at + 2 * d);
-      const pb = head(c.p, b, h, s), dOb = dO.subarray(b * T * d + h * hd);
-      k.gemm('tn', T, hd, T, pb, dOb, dv, false, { ldb: d, ldc: ld }); // dv = Pᵀ·dO
-      k.gemm('nt', T, T, hd, dOb, v, dS, false, { lda: d, ldb: ld }); // dP = dO·vᵀ
-      k.softmaxBackwardRows(pb, dS, dS, T, T, scale); // dS = P ⊙ (dP − Σ_j dP·P) / √hd; masked entries have P = 0
-      k.gemm('nn', T, hd, T, dS, kk, dq, false, { ldb: ld, ldc: ld }); // dq = dS·k
-      k.gemm('tn', T, hd, T, dS, q, dk, false, { ldb: ld, ldc: ld }); // dk = dSᵀ·q
+      const at = s_ * T * ld + h * hd;
+      const q = b.qkv.subarray(at), kk = b.qkv.subarray(at + w), v = b.qkv.subarray(at + 2 * w);
+      const dq = b.dQkv.subarray(at), dk = b.dQkv.subarray(at + w), dv = b.dQkv.subarray(at + 2 * w);
+      const p = head(b.p, s_, h, H, T), dO = b.dO.subarray(s_ * T * w + h * hd);
+      k.gemm('tn', T, hd, T, p, dO, dv, false, { ldb: w, ldc: ld }); // dv = Pᵀ·dO
+      k.gemm('nt', T, T, hd, dO, v, b.dS, false, { lda: w, ldb: ld }); // dP = dO·vᵀ
+      k.softmaxBackwardRows(p, b.dS, b.dS, T, T, scale); // dS = P ⊙ (dP − Σ_j dP·P) / √hd; masked entries have P = 0
+      k.gemm('nn', T, hd, T, b.dS, kk, dq, false, { ldb: ld, ldc: ld }); // dq = dS·k
+      k.gemm('tn', T, hd, T, b.dS, q, dk, false, { ldb: ld, ldc: ld }); // dk = dSᵀ·q
     }
   }
-  if (rope_) rope(k, dQkv, s, rope_, true);
-  const dx = ws.scratch(N * d);
-  linearBackward(k, qkvW, c.x, dQkv, N, d, ld, dx);
-  return dx;
+  if (rope) k.rope(b.dQkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, true);
+  for (let part = 0; part < 3; part++) {
+    const at = part * d + col, dPart = b.dQkv.subarray(part * w);
+    k.gemm('tn', d, w, N, x, dPart, qkvW.dw.subarray(at), true, { ldb: ld, ldc: 3 * d }); // dW_qkv[:, cols] += xᵀ·dqkv
+    const db = qkvW.db;
+    if (db) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) db[at + j]! += b.dQkv[n * ld + part * w + j]!;
+    k.gemm('nt', N, d, w, dPart, qkvW.w.subarray(at), b.dx, part > 0, { lda: ld, ldb: 3 * d }); // dx (+)= dqkv·W_qkv[:, cols]ᵀ
+  }
 }
 
-/** The T×T attention weights of sequence b, head h. */
-function head(p: Float32Array, b: number, h: number, s: AttentionShape): Float32Array {
-  const T = s.time, at = (b * s.heads + h) * T * T;
+/** The T×T attention weights of sequence b, head h, among a shard's H heads. */
+function head(p: Float32Array, b: number, h: number, H: number, T: number): Float32Array {
+  const at = (b * H + h) * T * T;
   return p.subarray(at, at + T * T);
 }

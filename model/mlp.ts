@@ -1,11 +1,9 @@
 // The dense feed-forward block of the non-Switch layers: act(x·W_up (+ b)) · W_down (+ b), or
 // SwiGLU's silu(x·W_gate) ⊙ (x·W_up). The experts compute the same thing without biases.
 //
-// Split by hidden units into a fixed number of shards (Megatron's tensor parallelism): shard c
-// owns columns f0…f1 of W_up and W_gate and rows f0…f1 of W_down, so its weight gradients are
-// its own, and only the [N×d] output and input gradient are summed over shards. The shards can
-// run on different threads; the sum runs in shard order on the caller's, so the result is the
-// same wherever they run.
+// Split by hidden units into shards (Megatron's tensor parallelism; model/shards.ts runs them):
+// shard c owns columns f0…f1 of W_up and W_gate and rows f0…f1 of W_down, so its weight gradients
+// are its own, and only the [N×d] output and input gradient are summed over shards.
 import type { Kernels } from '../kernels/index.js';
 import type { Activation } from './config.js';
 
@@ -22,10 +20,6 @@ export interface MlpWeights {
 export interface MlpShardBuffers {
   a: Float32Array; g?: Float32Array; h: Float32Array; y: Float32Array;
   dh: Float32Array; dg?: Float32Array; dx: Float32Array;
-}
-
-export function shardRange(f: number, shards: number, c: number): [number, number] {
-  return [Math.floor((c * f) / shards), Math.floor(((c + 1) * f) / shards)];
 }
 
 export function mlpShardForward(k: Kernels, s: MlpShape, w: MlpWeights, x: Float32Array, f0: number, f1: number,
@@ -59,16 +53,3 @@ export function mlpShardBackward(k: Kernels, s: MlpShape, w: MlpWeights, g: MlpW
 }
 
 export interface MlpShard { f0: number; f1: number; buffers: MlpShardBuffers }
-
-/** Runs a dense FFN's shards: in this thread (below), or on worker threads (engine/ffn-shards.ts). */
-export interface ShardRunner {
-  forward(s: MlpShape, w: MlpWeights, x: Float32Array, shards: MlpShard[], step: number): void | Promise<void>;
-  backward(s: MlpShape, w: MlpWeights, g: MlpWeights, x: Float32Array, dy: Float32Array, shards: MlpShard[], step: number): void | Promise<void>;
-}
-
-export function inProcessShards(k: Kernels): ShardRunner {
-  return {
-    forward: (s, w, x, shards) => { for (const c of shards) mlpShardForward(k, s, w, x, c.f0, c.f1, c.buffers); },
-    backward: (s, w, g, x, dy, shards) => { for (const c of shards) mlpShardBackward(k, s, w, g, x, dy, c.f0, c.f1, c.buffers); },
-  };
-}

@@ -6,13 +6,14 @@
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
 import type { Kernels } from '../kernels/index.js';
 import { toBF16Precision } from './checkpoint.js';
-import { type AttentionCache, type RopeTables, attentionBackward, attentionForward, ropeTables } from './attention.js';
+import { type AttentionShard, type AttentionShape, type RopeTables, ropeTables } from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import type { LinearParams } from './linear.js';
 import { crossEntropy } from './loss.js';
-import { type MlpShard, type MlpWeights, type ShardRunner, inProcessShards, shardRange } from './mlp.js';
+import type { MlpShard, MlpWeights } from './mlp.js';
 import { type Param, ParamSet } from './params.js';
 import { Rng } from './rng.js';
+import { DENSE_SHARDS, type ShardRunner, inProcessShards, shardRange } from './shards.js';
 import { type ForwardOptions, SwitchLayer, type SwitchLayerInit, type SwitchStats, type SwitchWeights } from './switch-layer.js';
 import { Workspace } from './workspace.js';
 
@@ -45,8 +46,6 @@ const LAYERNORM_EPS = 1e-5;
 const RMSNORM_EPS = 1e-6; // Qwen2's rms_norm_eps
 
 interface NormParams { gain: Param; bias?: Param }
-/** Hidden-unit shards of each dense FFN (model/mlp.ts): a fixed count, so results do not depend on the threads. */
-const FFN_SHARDS = 2;
 
 interface Mlp { w: MlpWeights; g: MlpWeights; downBias?: Param }
 interface Layer {
@@ -60,7 +59,7 @@ interface Layer {
 }
 interface NormCache { x: Float32Array; out: Float32Array; rstd: Float32Array; mean: Float32Array }
 interface LayerCache {
-  n1: NormCache; attn: AttentionCache; attnMask?: Float32Array;
+  n1: NormCache; attention: AttentionShard[]; attnMask?: Float32Array;
   n2: NormCache; shards?: MlpShard[]; ffnMask?: Float32Array;
 }
 
@@ -83,7 +82,7 @@ export class Transformer {
   private readonly shards: ShardRunner;
 
   /**
-   * `switchFactory` makes the Switch layers and `shardRunner` runs the dense FFNs' shards: by
+   * `switchFactory` makes the Switch layers and `shardRunner` runs the dense layers' shards: by
    * default both in this thread; the trainer passes the engine's, which use the worker threads.
    */
   constructor(kernels: Kernels, config: ModelConfig,
@@ -187,8 +186,11 @@ export class Transformer {
     const shape = { batch: B, time: T, heads: c.heads, d };
     for (const layer of this.layers) {
       const n1 = this.norm(layer.norm1, x, N);
-      const a = ws.scratch(N * d);
-      const attn = attentionForward(k, ws, shape, layer.qkv, layer.proj, n1.out, this.rope, a);
+      const attention = this.attentionShards(shape);
+      await this.shards.attentionForward(shape, layer, n1.out, this.rope, attention, step);
+      const a = sumShards(ws, k, attention.map((sh) => sh.buffers.y));
+      const projBias = layer.proj.b;
+      if (projBias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) a[r * d + j]! += projBias[j]!;
       const attnMask = this.dropout(a, training, step, layer.index, 'attn');
       const x1 = ws.scratch(N * d);
       k.add(x, a, x1);
@@ -204,7 +206,7 @@ export class Transformer {
         zLoss += stats.zLoss;
       } else {
         shards = this.mlpShards(N);
-        await this.shards.forward(this.mlpShape(N), layer.mlp!.w, n2.out, shards, step);
+        await this.shards.ffnForward(this.mlpShape(N), layer.mlp!.w, n2.out, shards, step);
         fOut = sumShards(ws, k, shards.map((sh) => sh.buffers.y));
         const bias = layer.mlp!.downBias?.data;
         if (bias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) fOut[r * d + j]! += bias[j]!;
@@ -213,7 +215,7 @@ export class Transformer {
       const x2 = ws.scratch(N * d);
       k.add(x1, fOut, x2);
       layerCaches.push({
-        n1: n1.cache, attn, ...(attnMask && { attnMask }), n2: n2.cache, ...(shards && { shards }), ...(ffnMask && { ffnMask }),
+        n1: n1.cache, attention, ...(attnMask && { attnMask }), n2: n2.cache, ...(shards && { shards }), ...(ffnMask && { ffnMask }),
       });
       x = x2;
     }
@@ -258,7 +260,7 @@ export class Transformer {
       const dH2 = layer.moe ? await layer.moe.backward(dF) : await this.mlpBackward(layer.mlp!, lc, dF, N, s.step);
       this.normBackward(layer.norm2, lc.n2, dH2, N, dx, true);
       const dA = masked(ws, k, dx, lc.attnMask);
-      const dH1 = attentionBackward(k, ws, shape, layer.qkv, layer.proj, lc.attn, this.rope, dA);
+      const dH1 = await this.attentionBackward(layer, lc, dA, shape, s.step);
       this.normBackward(layer.norm1, lc.n1, dH1, N, dx, true);
     }
     const dEmbed = masked(ws, k, dx, s.embedMask);
@@ -271,14 +273,40 @@ export class Transformer {
     for (const layer of this.layers) await layer.moe?.dispose();
   }
 
+  /** Head shards of one attention layer, with this step's buffers. */
+  private attentionShards(s: AttentionShape): AttentionShard[] {
+    const { batch: B, time: T, heads: H, d } = s;
+    const n = B * T, count = Math.min(DENSE_SHARDS, H);
+    return Array.from({ length: count }, (_, c) => {
+      const [h0, h1] = shardRange(H, count, c);
+      const w = ((h1 - h0) * d) / H, f = (length: number) => this.ws.scratch(length);
+      return {
+        h0, h1,
+        buffers: {
+          qkv: f(n * 3 * w), p: f(B * (h1 - h0) * T * T), o: f(n * w), y: f(n * d),
+          dO: f(n * w), dQkv: f(n * 3 * w), dS: f(T * T), dx: f(n * d),
+        },
+      };
+    });
+  }
+
+  /** The shards' partial input gradients summed in shard order, and the output bias's gradient. */
+  private async attentionBackward(layer: Layer, lc: LayerCache, dy: Float32Array, shape: AttentionShape, step: number): Promise<Float32Array> {
+    const d = this.config.dModel, n = dy.length / d;
+    await this.shards.attentionBackward(shape, layer, lc.n1.out, this.rope, dy, lc.attention, step);
+    const db = layer.proj.db;
+    if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
+    return sumShards(this.ws, this.k, lc.attention.map((sh) => sh.buffers.dx));
+  }
+
   private mlpShape(n: number) {
     return { n, d: this.config.dModel, f: this.config.dFF, activation: this.config.activation };
   }
 
   private mlpShards(n: number): MlpShard[] {
     const { dModel: d, dFF: f, activation } = this.config;
-    return Array.from({ length: FFN_SHARDS }, (_, c) => {
-      const [f0, f1] = shardRange(f, FFN_SHARDS, c);
+    return Array.from({ length: DENSE_SHARDS }, (_, c) => {
+      const [f0, f1] = shardRange(f, DENSE_SHARDS, c);
       const cols = n * (f1 - f0);
       const swiglu = activation === 'swiglu';
       const a = () => this.ws.scratch(cols);
@@ -293,7 +321,7 @@ export class Transformer {
   private async mlpBackward(mlp: Mlp, lc: LayerCache, dy: Float32Array, n: number, step: number): Promise<Float32Array> {
     const d = this.config.dModel;
     const shards = lc.shards!;
-    await this.shards.backward(this.mlpShape(n), mlp.w, mlp.g, lc.n2.out, dy, shards, step);
+    await this.shards.ffnBackward(this.mlpShape(n), mlp.w, mlp.g, lc.n2.out, dy, shards, step);
     const dx = sumShards(this.ws, this.k, shards.map((sh) => sh.buffers.dx));
     const db = mlp.downBias?.grad;
     if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
