@@ -1,6 +1,6 @@
 // An expert worker: runs on a Piscina thread, instantiates the kernels against the shared memory
 // once, then computes whatever each message names (experts, or shards of a dense layer), in place.
-import { workerData } from 'node:worker_threads';
+import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
@@ -10,7 +10,8 @@ import {
 import { attentionShardBackward, attentionShardForward } from '../model/attention.js';
 import type { LinearParams } from '../model/linear.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
-import type { AttentionMessage, ExpertDevice, FfnMessage, StepMessage, WorkerMessage, WorkerReport } from './messages.js';
+import { Doorbell } from './doorbell.js';
+import type { AttentionMessage, ExpertDevice, FfnMessage, StepMessage, WorkerMessage } from './messages.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
@@ -36,7 +37,44 @@ function weights(m: StepMessage, expert: number, gradients: boolean): ExpertWeig
   return { wIn: at(wIn), wOut: at(wOut), ...(wGate >= 0 && { wGate: at(wGate) }) };
 }
 
-export default async function run(m: WorkerMessage): Promise<WorkerReport> {
+/** What Piscina hands each thread once: the doorbell, this worker's index and its message port. */
+export interface ServeTask {
+  doorbell: SharedArrayBuffer;
+  workers: number;
+  index: number;
+  /** The request sequence number already seen when this task was posted. */
+  seen: number;
+  port: MessagePort;
+}
+
+/** The message that ends a serve loop. */
+export interface StopMessage { kind: 'stop' }
+
+/**
+ * The thread's whole life: wait for the doorbell, read the request from the port, compute it,
+ * report (busy time through the doorbell, an error through the port), until told to stop.
+ */
+export default async function serve(task: ServeTask): Promise<void> {
+  const bell = new Doorbell(task.workers, task.doorbell);
+  const w = task.index;
+  let seq = task.seen;
+  for (;;) {
+    seq = bell.waitForRequest(w, seq);
+    const m = receiveMessageOnPort(task.port)?.message as WorkerMessage | StopMessage | undefined;
+    if (!m) throw new Error(`engine: worker ${w} was rung for request ${seq} but has no message`);
+    if (m.kind === 'stop') return;
+    bell.begin(w, seq);
+    try {
+      bell.end(w, seq, await run(m));
+    } catch (error) {
+      task.port.postMessage({ error });
+      bell.end(w, seq, NaN);
+    }
+  }
+}
+
+/** Computes one request; returns the milliseconds it took. */
+async function run(m: WorkerMessage): Promise<number> {
   if (m.fault === 'throw') throw new Error('injected fault');
   if (m.fault === 'exit') process.exit(1);
   if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
@@ -44,7 +82,7 @@ export default async function run(m: WorkerMessage): Promise<WorkerReport> {
   if (m.kind === 'ffn') runFfn(m);
   else if (m.kind === 'attention') runAttention(m);
   else await runExperts(m);
-  return { busyMs: performance.now() - start };
+  return performance.now() - start;
 }
 
 function runFfn(m: FfnMessage): void {

@@ -176,7 +176,7 @@ export class SwitchEngine {
     });
     this.clock.criticalMs += critical;
     this.clock.messagingMs += Math.max(0, wall - critical);
-    messages.forEach((m, w) => m && this.clock.crossed.push(m, reports[w]!));
+    for (const m of messages) if (m) this.clock.crossed.push(m);
   }
 
   private finishTiming(): void {
@@ -198,7 +198,7 @@ export class SwitchEngine {
 function newClock(workers: number) {
   return {
     start: performance.now(), criticalMs: 0, messagingMs: 0, busy: new Array<number>(workers).fill(0), idle: new Array<number>(workers).fill(0),
-    /** The messages and reports that crossed threads this step. */
+    /** The messages that crossed threads this step (reports come back through shared memory). */
     crossed: [] as object[],
   };
 }

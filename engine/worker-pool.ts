@@ -1,14 +1,25 @@
-// The expert workers: one single-thread Piscina pool per worker, so a message meant for worker w
-// always reaches worker w (Piscina queues, restarts a dead thread and aborts on timeout for us).
-// A shared pool with a `loadBalancer` could route the same way, but would tie correctness to
+// The expert workers: one single-thread Piscina pool per worker, so worker w is a thread of its
+// own (Piscina starts it, restarts it when it dies, and terminates it on abort). Each thread runs
+// one long Piscina task, a serve loop (expert-worker.ts), and takes the step's requests through
+// its MessagePort and a shared-memory doorbell (doorbell.ts): a Piscina task per request costs
+// twice the wake-up, and Piscina wakes each worker from the main thread (why: doorbell.ts).
+// A shared pool with a `loadBalancer` could route by worker id too, but would tie correctness to
 // which thread Piscina hands a task to; a pool per worker makes the pinning explicit.
+import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { Arena } from '../kernels/arena.js';
 import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
 import { compiledScript, threadExecArgv } from './compiled-script.js';
 import type { DevicePlan } from './devices.js';
-import type { ExpertWorkerData } from './expert-worker.js';
+import { Doorbell } from './doorbell.js';
+import type { ExpertWorkerData, ServeTask, StopMessage } from './expert-worker.js';
 import type { ExpertDevice, WorkerMessage, WorkerReport } from './messages.js';
+
+/** The main thread sleeps in Atomics.wait for at most this long before it looks at its event loop (for a dead thread) and the clock. */
+const SLICE_MS = 10;
+
+/** One worker's serve loop: its port, the task's promise, and how to end it. */
+interface Serving { port: MessagePort; task: Promise<void>; abort: AbortController; died?: Error }
 
 export interface WorkerPoolOptions {
   arena: Arena;
@@ -28,9 +39,15 @@ export class WorkerPool {
   readonly devices: ExpertDevice[];
   readonly speeds: number[];
   private readonly pools: Piscina[];
+  private readonly serving: Serving[];
+  private readonly bell: Doorbell;
+  /** The sequence number of each worker's latest request. */
+  private readonly seq: number[];
   private readonly scratch: number[];
   private readonly arena: Arena;
   private readonly timeoutMs: number;
+  /** When this thread's event loop last had a turn during runAll. */
+  private turned = performance.now();
 
   /** One worker per device of `plan`, computing in the memory of `kernels` with its kernel variant (so the same rounding). */
   static forKernels(kernels: WasmKernels, plan: DevicePlan, timeoutMs: number): WorkerPool {
@@ -44,6 +61,8 @@ export class WorkerPool {
     this.speeds = o.speeds ?? o.devices.map(() => 1);
     this.arena = o.arena;
     this.timeoutMs = o.timeoutMs;
+    this.bell = new Doorbell(this.size);
+    this.seq = new Array<number>(this.size).fill(0);
     const filename = compiledScript('expert-worker.js');
     this.scratch = o.devices.map(() => o.arena.allocBytes(o.scratchBytes));
     this.pools = this.scratch.map((scratch, w) => new Piscina({
@@ -54,49 +73,106 @@ export class WorkerPool {
       execArgv: threadExecArgv(),
       workerData: { memory: o.arena.memory, variant: o.variant, scratch, device: o.devices[w]! } satisfies ExpertWorkerData,
     }));
+    this.serving = this.pools.map((_, w) => this.serve(w));
   }
 
   /**
    * Sends messages[w] to worker w (none where undefined) and waits for every one of them, failed
    * or not, so that no worker is still writing when a failed step is retried; then throws one
-   * error naming every failure. A worker given nothing reports 0 ms busy. A worker that throws,
-   * dies or does not answer within the timeout fails its message, and Piscina starts a new thread
-   * in its place, which attaches to the same shared memory, where the experts' weights still are.
+   * error naming every failure. A worker given nothing reports 0 ms busy. A worker that throws
+   * fails its message; one that dies or does not answer within the timeout is replaced by a new
+   * thread, which attaches to the same shared memory, where the experts' weights still are.
+   *
+   * The calling thread sleeps in Atomics.wait while the workers compute, and lets its event loop
+   * run at least every SLICE_MS.
    */
   async runAll(messages: (WorkerMessage | undefined)[]): Promise<WorkerReport[]> {
-    // One timer for all of them: a timer per message costs as much as the message itself.
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
-    let results: PromiseSettledResult<WorkerReport>[];
-    try {
-      results = await Promise.allSettled(messages.map((m, w) => (m ? this.run(w, m, deadline.signal) : Promise.resolve({ busyMs: 0 }))));
-    } finally {
-      clearTimeout(timer);
+    const posted = messages.flatMap((m, w) => (m ? [w] : []));
+    for (const w of posted) {
+      this.serving[w]!.port.postMessage(messages[w]);
+      this.bell.request(w, ++this.seq[w]!);
     }
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
-    if (failures.length > 0) {
-      throw new Error(failures.map((f) => f.message).join('; '), { cause: failures.length === 1 ? failures[0] : new AggregateError(failures) });
+    if (posted.length > 0) this.bell.ring(posted[0]!); // it wakes the others
+    // Waiting in Atomics.wait never returns to the event loop, so turn it here, while the
+    // workers compute, whenever a slice has passed: timers, signals and I/O stay served.
+    if (performance.now() - this.turned > SLICE_MS) await this.turnEventLoop();
+    const failures = new Map<number, string>();
+    const pending = () => posted.filter((w) => !failures.has(w) && this.bell.finished(w) !== this.seq[w]);
+    const deadline = performance.now() + this.timeoutMs;
+    for (;;) {
+      const done = this.bell.done(); // read first: a worker finishing after the check changes it, so the wait returns
+      const waiting = pending();
+      if (waiting.length === 0) break;
+      this.bell.waitForDone(done, SLICE_MS);
+      if (this.bell.done() !== done) continue;
+      for (const w of waiting) if (this.bell.started(w) !== this.seq[w]) this.bell.ring(w); // in case its waker failed
+      await this.turnEventLoop(); // a dead thread's rejection arrives here
+      for (const w of waiting) {
+        const died = this.serving[w]!.died;
+        if (died) failures.set(w, died.message);
+        else if (performance.now() > deadline) failures.set(w, `no answer within ${this.timeoutMs} ms`);
+      }
     }
-    return results.map((r) => (r as PromiseFulfilledResult<WorkerReport>).value);
-  }
-
-  private async run(w: number, message: WorkerMessage, signal: AbortSignal): Promise<WorkerReport> {
-    try {
-      return (await this.pools[w]!.run(message, { signal })) as WorkerReport;
-    } catch (cause) {
-      const reason = cause instanceof Error && cause.name === 'AbortError'
-        ? `no answer within ${this.timeoutMs} ms` : (cause as Error).message;
-      const work = message.kind === 'switch' ? `experts ${message.jobs.map((j) => j.expert).join(', ')}`
-        : message.kind === 'ffn' ? `dense FFN shards ${message.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`
-        : `attention heads ${message.shards.map((s) => `${s.h0}–${s.h1 - 1}`).join(', ')}`;
-      throw new Error(`engine: worker ${w} (${work}) failed in ${message.phase} of step ${message.step}: ${reason}`, { cause });
+    for (const w of posted) {
+      if (!failures.has(w) && Number.isNaN(this.bell.busyMs(w))) {
+        const reply = receiveMessageOnPort(this.serving[w]!.port)?.message as { error: Error } | undefined;
+        failures.set(w, reply?.error.message ?? 'failed without a message');
+      }
     }
+    for (const w of failures.keys()) await this.replace(w);
+    if (failures.size > 0) {
+      const errors = [...failures].map(([w, reason]) => new Error(
+        `engine: worker ${w} (${describe(messages[w]!)}) failed in ${messages[w]!.phase} of step ${messages[w]!.step}: ${reason}`));
+      throw new Error(errors.map((e) => e.message).join('; '), { cause: errors.length === 1 ? errors[0] : new AggregateError(errors) });
+    }
+    return messages.map((m, w) => ({ busyMs: m ? this.bell.busyMs(w) : 0 }));
   }
 
   /** Ends every worker thread and returns their scratch to the arena. */
   async close(): Promise<void> {
+    this.serving.forEach((s, w) => {
+      s.port.postMessage({ kind: 'stop' } satisfies StopMessage);
+      this.bell.request(w, ++this.seq[w]!);
+      this.bell.ring(w);
+    });
+    await Promise.all(this.serving.map((s) => s.task));
     await Promise.all(this.pools.map((p) => p.close({ force: true })));
     for (const offset of this.scratch) this.arena.freeBytes(offset);
     this.scratch.length = 0;
   }
+
+  private async turnEventLoop(): Promise<void> {
+    await new Promise((resolve) => setImmediate(resolve));
+    this.turned = performance.now();
+  }
+
+  /** Starts worker w's serve loop on its pool's thread. */
+  private serve(w: number): Serving {
+    const { port1, port2 } = new MessageChannel();
+    const abort = new AbortController();
+    const task: ServeTask = { doorbell: this.bell.buffer, workers: this.size, index: w, seen: this.seq[w]!, port: port2 };
+    const serving: Serving = { port: port1, abort, task: Promise.resolve() };
+    serving.task = (this.pools[w]!.run(task, { transferList: [port2], signal: abort.signal }) as Promise<void>)
+      .catch((error: Error) => { serving.died = error; });
+    return serving;
+  }
+
+  /** A worker that failed: a thread that died or hangs is ended, and a new one serves in its place. */
+  private async replace(w: number): Promise<void> {
+    const old = this.serving[w]!;
+    if (!old.died) {
+      if (Number.isNaN(this.bell.busyMs(w)) && this.bell.finished(w) === this.seq[w]) return; // it threw, and still serves
+      old.abort.abort();
+      await old.task;
+    }
+    old.port.close();
+    this.serving[w] = this.serve(w);
+  }
+}
+
+/** What a message asks of its worker, for errors. */
+function describe(m: WorkerMessage): string {
+  return m.kind === 'switch' ? `experts ${m.jobs.map((j) => j.expert).join(', ')}`
+    : m.kind === 'ffn' ? `dense FFN shards ${m.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`
+    : `attention heads ${m.shards.map((s) => `${s.h0}–${s.h1 - 1}`).join(', ')}`;
 }

@@ -140,6 +140,26 @@ describe('faults', () => {
   }, 20_000);
 });
 
+describe('waiting for the workers', () => {
+  it('still turns this thread\'s event loop: timers fire during a run of steps', async () => {
+    const o = { dModel: 32, dFF: 64, numExperts: 4, workers: 2, seed: 3 };
+    const e = engine(o);
+    const { x, dy } = inputs(o, 256);
+    await runEngine(e, 256, 0); // threads started
+    let ticks = 0;
+    const timer = setInterval(() => { ticks++; }, 2);
+    const start = performance.now();
+    for (let step = 1; step <= 200; step++) {
+      await e.forward(x, 256, { training: true, step });
+      await e.backward(dy);
+    }
+    const elapsed = performance.now() - start;
+    clearInterval(timer);
+    // The pool turns the loop at least every 10 ms; allow for a slow machine.
+    expect(ticks, `${ticks} ticks in ${elapsed.toFixed(0)} ms`).toBeGreaterThanOrEqual(Math.floor(elapsed / 50));
+  });
+});
+
 describe('createEngine (Comlink)', () => {
   it('trains in its own thread: the host event loop stays free, and close() ends every thread', async () => {
     const o = { dModel: 64, dFF: 256, numExperts: 8, workers: 2, seed: 4, variant };
