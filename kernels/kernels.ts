@@ -79,6 +79,8 @@ export interface Kernels {
   /** out[index[i], :] += scale[i] · src[i, :] for i < count (scale omitted: 1). */
   scatterAddRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
     scale?: Float32Array): void;
+  /** out[index[i], :] = scale[i] · src[i, :] for i < count (scale omitted: 1); other rows are left as they are. */
+  scatterRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array, scale?: Float32Array): void;
 
   /** out = scale · p ⊙ (dp − Σ_c dp·p) per row (softmax's backward). out may alias dp. */
   softmaxBackwardRows(p: Float32Array, dp: Float32Array, out: Float32Array, rows: number, cols: number, scale: number): void;

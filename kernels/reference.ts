@@ -97,6 +97,15 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
+  scatterRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array, scale?: Float32Array): void {
+    for (let i = 0; i < count; i++) {
+      const s = scale ? scale[i]! : 1;
+      const row = index[i]!;
+      if (!(row >= 0 && (row + 1) * cols <= out.length)) throw new RangeError(`scatterRows: index[${i}] = ${row} is out of range`);
+      for (let c = 0; c < cols; c++) out[row * cols + c] = s * src[i * cols + c]!;
+    }
+  }
+
   softmaxBackwardRows(p: Float32Array, dp: Float32Array, out: Float32Array, rows: number, cols: number, scale: number): void {
     for (let r = 0; r < rows; r++) {
       const o = r * cols;

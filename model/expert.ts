@@ -69,7 +69,7 @@ export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dr
   return b as ExpertBuffers;
 }
 
-/** Forward for the assigned tokens of x [T×d]: gate · out into their rows of ySlots [T·k×d] (zeroed). */
+/** Forward for the assigned tokens of x [T×d]: gate · out into their rows of ySlots [T·k×d]. */
 export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, x: Float32Array,
   a: Assignment, ySlots: Float32Array, dropout?: ExpertDropout): void {
   expertInputs(k, s, b, x, a.tokens, dropout);
@@ -107,13 +107,13 @@ export function ffnForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: Expe
 
 /** Each assignment's gate · out into its slot's row of ySlots. */
 export function expertOutputs(k: Kernels, s: ExpertShape, b: ExpertBuffers, a: Assignment, ySlots: Float32Array): void {
-  k.scatterAddRows(b.out, a.slots, a.slots.length, s.d, ySlots, a.gates);
+  k.scatterRows(b.out, a.slots, a.slots.length, s.d, ySlots, a.gates);
 }
 
 /**
  * Backward given dy [T×d] for the whole layer output: writes d loss / d gate of each assignment
  * into dGates at its slot, the expert's weight gradients into `grads` (overwriting), and
- * d loss / d x of its tokens into their slots' rows of dxSlots [T·k×d] (zeroed).
+ * d loss / d x of its tokens into their slots' rows of dxSlots [T·k×d].
  * y_t += gate · out, so dGate = dy_t · out, dOut = gate · dy_t.
  */
 export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, dy: Float32Array,
@@ -139,7 +139,7 @@ export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffer
 
 /** The FFN's input gradient b.dx into the assignments' slot rows of dxSlots. */
 export function expertInputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, a: Assignment, dxSlots: Float32Array): void {
-  k.scatterAddRows(b.dx, a.slots, a.slots.length, s.d, dxSlots);
+  k.scatterRows(b.dx, a.slots, a.slots.length, s.d, dxSlots);
 }
 
 /** The FFN's backward from b.dOut: the weight gradients into `grads` (overwriting) and b.dx. */

@@ -207,7 +207,7 @@ export class SwitchLayer {
         buffers: expertBuffers(block, this.shape, n, dropout),
       });
     }
-    const ySlots = ws.f32(tokens * c.topK * d);
+    const ySlots = this.slotBuffer(routing);
     const y = c.topK === 1 ? ySlots : ws.f32(tokens * d);
     this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, tasks, ySlots, y };
     return tasks;
@@ -244,7 +244,7 @@ export class SwitchLayer {
     s.dy = this.ws.copy(dy);
     requireFinite(this.kernels, 'gradient dy', s.dy);
     s.dGates = this.ws.f32(T * topK);
-    s.dxSlots = this.ws.f32(T * topK * d);
+    s.dxSlots = this.slotBuffer(s.routing);
     s.dx = topK === 1 ? s.dxSlots : this.ws.f32(T * d);
     // Experts that received no token have zero gradient.
     const busy = new Set(s.tasks.map((t) => t.expert));
@@ -290,6 +290,14 @@ export class SwitchLayer {
     for (const set of [this.weights, this.grads]) {
       for (const a of [set.router, set.wIn, set.wOut, set.wGate]) if (a) this.kernels.free(a);
     }
+  }
+
+  /** A [T·k × d] slot buffer: the experts write the kept slots' rows; the dropped ones are zeroed here. */
+  private slotBuffer(r: Routing): Float32Array {
+    const d = this.config.dModel;
+    const slots = this.ws.scratch(r.kept.length * d);
+    for (let s = 0; s < r.kept.length; s++) if (!r.kept[s]) slots.fill(0, s * d, (s + 1) * d);
+    return slots;
   }
 
   /** out[t] = Σ_j slots[t·k + j]; for k = 1 `out` is `slots` and there is nothing to do. */

@@ -132,7 +132,7 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
     expect(Array.from(nan).every(Number.isNaN)).toBe(true); // a NaN logit is not hidden
   });
 
-  it('gather and scatter-add rows, with and without a scale, repeated indices adding up', () => {
+  it('gather, scatter-add and scatter rows, with and without a scale, repeated indices adding up', () => {
     const rng = new Rng('gather');
     for (const cols of [1, 3, 17, 130]) {
       const srcRows = 11, count = 9;
@@ -149,6 +149,13 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
         k.scatterAddRows(got, index, count, cols, acc, s);
         reference.scatterAddRows(want, new Int32Array(index), count, cols, racc, s && new Float32Array(s));
         expect(relativeError(acc, racc)).toBeLessThan(1e-6);
+        const distinct = k.allocI32(count); // scatterRows writes, so the rows must be distinct
+        distinct.set([4, 0, 10, 3, 7, 1, 9, 5, 2]);
+        const put = random(k, srcRows * cols, rng), rput = new Float32Array(put);
+        k.scatterRows(got, distinct, count, cols, put, s);
+        reference.scatterRows(want, new Int32Array(distinct), count, cols, rput, s && new Float32Array(s));
+        expect(relativeError(put, rput)).toBeLessThan(1e-7);
+        for (const untouched of [6, 8]) expect(put.slice(untouched * cols, (untouched + 1) * cols)).toEqual(rput.slice(untouched * cols, (untouched + 1) * cols));
       }
     }
   });

@@ -27,6 +27,7 @@ interface KernelExports {
   logsumexpRows(x: number, out: number, rows: number, cols: number): void;
   gatherRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
   scatterAddRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
+  scatterRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
   softmaxBackwardRows(p: number, dp: number, out: number, rows: number, cols: number, scale: number): void;
   causalMaskRows(s: number, rows: number, cols: number, scale: number): void;
   layerNorm(x: number, gain: number, bias: number, out: number, rstd: number, mean: number, rows: number, cols: number, eps: number): void;
@@ -142,6 +143,11 @@ export class WasmKernels implements Kernels {
     scale?: Float32Array): void {
     checkRows('scatterAddRows', index, count, cols, scale, src.length, out.length);
     this.k.scatterAddRows(this.ptr(src), this.ptr(index), scale ? this.ptr(scale) : 0, this.ptr(out), count, cols);
+  }
+
+  scatterRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array, scale?: Float32Array): void {
+    checkRows('scatterRows', index, count, cols, scale, src.length, out.length);
+    this.k.scatterRows(this.ptr(src), this.ptr(index), scale ? this.ptr(scale) : 0, this.ptr(out), count, cols);
   }
 
   softmaxBackwardRows(p: Float32Array, dp: Float32Array, out: Float32Array, rows: number, cols: number, scale: number): void {

@@ -100,6 +100,15 @@ export function scatterAddRows(src: usize, index: usize, scale: usize, out: usiz
   }
 }
 
+/** out[index[i]] = scale[i] · src[i] for i < count; scale = 0 means 1. Other rows are untouched. */
+export function scatterRows(src: usize, index: usize, scale: usize, out: usize, count: i32, cols: i32): void {
+  for (let i = 0; i < count; i++) {
+    const row = load<i32>(index + <usize>(i * 4));
+    const s: f32 = scale ? load<f32>(scale + <usize>(i * 4)) : 1;
+    scaledCopyRow(src + <usize>(i * cols * 4), out + <usize>(row * cols * 4), cols, s, false);
+  }
+}
+
 /** out = scale · p ⊙ (dp − Σ_c dp·p), row by row: softmax's backward. out may alias dp. */
 export function softmaxBackwardRows(p: usize, dp: usize, out: usize, rows: i32, cols: i32, scale: f32): void {
   const sv = f32x4.splat(scale);
