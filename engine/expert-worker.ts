@@ -146,7 +146,7 @@ async function runExperts(m: StepMessage): Promise<void> {
       else ffnForward(kernels, shape, w, buffers);
       expertOutputs(kernels, shape, buffers, a, arena.f32At(m.ySlots, slots * d));
     } else {
-      expertOutputGradient(kernels, shape, buffers, arena.f32At(m.dy, T * d), a, arena.f32At(m.dGates, slots));
+      expertOutputGradient(kernels, shape, buffers, arena.f32At(m.dy, T * d), a);
       const grads = weights(m, job.expert, true);
       if (ffn) await ffn.backward(shape, w, buffers, grads);
       else ffnBackward(kernels, shape, w, buffers, grads);

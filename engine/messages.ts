@@ -41,11 +41,10 @@ export interface StepMessage {
   layer: LayerRef;
   /** k, the choices per token: slot buffers hold T·k rows. */
   topK: number;
-  /** Forward: x [T×d] in, ySlots [T·k×d] out. Backward: dy [T×d] in, dGates [T·k] and dxSlots [T·k×d] out. Byte offsets; the backward ones are −1 in forward. */
+  /** Forward: x [T×d] in, ySlots [T·k×d] out. Backward: dy [T×d] in, dxSlots [T·k×d] out. Byte offsets; the backward ones are −1 in forward. */
   x: number;
   ySlots: number;
   dy: number;
-  dGates: number;
   dxSlots: number;
   jobs: ExpertJob[];
   /** Fault injection for tests: the worker fails this way instead of computing. */

@@ -118,7 +118,7 @@ export class SwitchEngine {
   /** d loss / d x; the weight gradients land in `grads`. */
   async backward(dy: ArrayLike<number>): Promise<Float32Array> {
     const tasks = this.layer.beginBackward(dy);
-    await this.dispatch('backward', tasks);
+    await this.dispatch('backward', tasks, () => this.layer.routerBackward());
     const dx = this.layer.endBackward();
     this.finishTiming();
     return dx;
@@ -148,7 +148,8 @@ export class SwitchEngine {
     return this.close();
   }
 
-  private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[]): Promise<void> {
+  /** Runs the phase's tasks on their workers; `meanwhile` is this thread's work while they compute. */
+  private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[], meanwhile?: () => void): Promise<void> {
     const s = this.layer.state!;
     const layer = layerRef(this.layer);
     const pool = this.pool!, placement = this.placement!;
@@ -162,11 +163,11 @@ export class SwitchEngine {
       return {
         kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, topK: this.layer.config.topK, layer,
         x: s.x.byteOffset, ySlots: s.ySlots.byteOffset,
-        dy: s.dy?.byteOffset ?? -1, dGates: s.dGates?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
+        dy: s.dy?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
         jobs: list, ...(fault && { fault }),
       };
     });
-    const reports = await pool.runAll(messages);
+    const reports = await pool.runAll(messages, meanwhile);
     const wall = performance.now() - start;
     let critical = 0;
     reports.forEach(({ busyMs: busy }, w) => {

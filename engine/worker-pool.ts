@@ -83,10 +83,11 @@ export class WorkerPool {
    * fails its message; one that dies or does not answer within the timeout is replaced by a new
    * thread, which attaches to the same shared memory, where the experts' weights still are.
    *
-   * The calling thread sleeps in Atomics.wait while the workers compute, and lets its event loop
-   * run at least every SLICE_MS.
+   * While the workers compute, the calling thread runs `meanwhile` (work of its own that needs
+   * none of their results), then sleeps in Atomics.wait, letting its event loop run at least
+   * every SLICE_MS.
    */
-  async runAll(messages: (WorkerMessage | undefined)[]): Promise<WorkerReport[]> {
+  async runAll(messages: (WorkerMessage | undefined)[], meanwhile?: () => void): Promise<WorkerReport[]> {
     const posted = messages.flatMap((m, w) => (m ? [w] : []));
     for (const w of posted) {
       this.serving[w]!.port.postMessage(messages[w]);
@@ -96,6 +97,12 @@ export class WorkerPool {
     // Waiting in Atomics.wait never returns to the event loop, so turn it here, while the
     // workers compute, whenever a slice has passed: timers, signals and I/O stay served.
     if (performance.now() - this.turned > SLICE_MS) await this.turnEventLoop();
+    let meanwhileFailed: { error: unknown } | undefined;
+    try {
+      meanwhile?.();
+    } catch (error) {
+      meanwhileFailed = { error }; // thrown once the workers are done writing
+    }
     const failures = new Map<number, string>();
     const pending = () => posted.filter((w) => !failures.has(w) && this.bell.finished(w) !== this.seq[w]);
     const deadline = performance.now() + this.timeoutMs;
@@ -125,6 +132,7 @@ export class WorkerPool {
         `engine: worker ${w} (${describe(messages[w]!)}) failed in ${messages[w]!.phase} of step ${messages[w]!.step}: ${reason}`));
       throw new Error(errors.map((e) => e.message).join('; '), { cause: errors.length === 1 ? errors[0] : new AggregateError(errors) });
     }
+    if (meanwhileFailed) throw meanwhileFailed.error;
     return messages.map((m, w) => ({ busyMs: m ? this.bell.busyMs(w) : 0 }));
   }
 

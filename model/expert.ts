@@ -111,22 +111,26 @@ export function expertOutputs(k: Kernels, s: ExpertShape, b: ExpertBuffers, a: A
 }
 
 /**
- * Backward given dy [T×d] for the whole layer output: writes d loss / d gate of each assignment
- * into dGates at its slot, the expert's weight gradients into `grads` (overwriting), and
- * d loss / d x of its tokens into their slots' rows of dxSlots [T·k×d].
- * y_t += gate · out, so dGate = dy_t · out, dOut = gate · dy_t.
+ * Backward given dy [T×d] for the whole layer output: writes the expert's weight gradients into
+ * `grads` (overwriting) and d loss / d x of its tokens into their slots' rows of dxSlots [T·k×d].
+ * y_t += gate · out, so dOut = gate · dy_t (and dGate = dy_t · out: gateGradients, which the
+ * router's backward needs and the main thread computes).
  */
 export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, dy: Float32Array,
-  a: Assignment, dGates: Float32Array, dxSlots: Float32Array, grads: ExpertWeights): void {
-  expertOutputGradient(k, s, b, dy, a, dGates);
+  a: Assignment, dxSlots: Float32Array, grads: ExpertWeights): void {
+  expertOutputGradient(k, s, b, dy, a);
   ffnBackward(k, s, w, b, grads);
   expertInputGradient(k, s, b, a, dxSlots);
 }
 
-/** dGate of each assignment into dGates at its slot, and the FFN's output gradient into b.dOut. */
-export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, dy: Float32Array, a: Assignment,
-  dGates: Float32Array): void {
-  const { tokens, gates, slots } = a;
+/** The FFN's output gradient into b.dOut: each assignment's gate · dy of its token. */
+export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers, dy: Float32Array, a: Assignment): void {
+  k.gatherRows(dy, a.tokens, a.tokens.length, s.d, b.dOut, a.gates);
+}
+
+/** d loss / d gate of each assignment, dy_t · out, into dGates at its slot (out from the forward, in b.out). */
+export function gateGradients(s: ExpertShape, b: ExpertBuffers, dy: Float32Array, a: Assignment, dGates: Float32Array): void {
+  const { tokens, slots } = a;
   const n = tokens.length, d = s.d;
   for (let i = 0; i < n; i++) {
     const row = tokens[i]! * d;
@@ -134,7 +138,6 @@ export function expertOutputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffer
     for (let j = 0; j < d; j++) dot += dy[row + j]! * b.out[i * d + j]!;
     dGates[slots[i]!] = dot;
   }
-  k.gatherRows(dy, tokens, n, d, b.dOut, gates);
 }
 
 /** The FFN's input gradient b.dx into the assignments' slot rows of dxSlots. */

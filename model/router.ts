@@ -118,7 +118,7 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
  * d loss / d logits [T×E], given d loss / d gates [T×k] (zero for dropped assignments) and the
  * two losses entering the total with weight 1.
  */
-export function routerBackward(ws: Workspace, c: SwitchLayerConfig, r: Routing, dGates: Float32Array): Float32Array {
+export function logitGradients(ws: Workspace, c: SwitchLayerConfig, r: Routing, dGates: Float32Array): Float32Array {
   const { numExperts: E, topK: k } = c;
   const T = r.tokens;
   const dLogits = ws.f32(T * E);

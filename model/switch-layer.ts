@@ -7,10 +7,10 @@ import type { Kernels } from '../kernels/index.js';
 import { type SwitchLayerConfig, type SwitchLayerOptions, switchLayerConfig } from './config.js';
 import {
   type Assignment, type ExpertBuffers, type ExpertShape, type ExpertWeights, expertBackward, expertBlockLength, expertBuffers,
-  expertForward,
+  expertForward, gateGradients,
 } from './expert.js';
 import { Rng } from './rng.js';
-import { type Routing, route, routerBackward } from './router.js';
+import { type Routing, logitGradients, route } from './router.js';
 import { Workspace } from './workspace.js';
 
 export interface SwitchWeights {
@@ -70,6 +70,8 @@ export interface StepState {
   dGates?: Float32Array;
   /** [T·k×d] each slot's expert input gradient; for k = 1 this is dx itself. */
   dxSlots?: Float32Array;
+  /** [T×d] the router's share of dx. */
+  dxRouter?: Float32Array;
   dx?: Float32Array;
 }
 
@@ -163,7 +165,9 @@ export class SwitchLayer {
    * d loss / d x [T×d] (valid until the next forward). The aux and z losses enter with weight 1.
    */
   backward(dy: ArrayLike<number>): Float32Array {
-    for (const task of this.beginBackward(dy)) this.runBackward(task);
+    const tasks = this.beginBackward(dy);
+    this.routerBackward();
+    for (const task of tasks) this.runBackward(task);
     return this.endBackward();
   }
 
@@ -258,30 +262,36 @@ export class SwitchLayer {
 
   runBackward(task: ExpertTask): void {
     const s = this.current();
-    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.dy!, task, s.dGates!, s.dxSlots!,
+    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.dy!, task, s.dxSlots!,
       this.expertWeights(task.expert, this.grads));
   }
 
-  /** Combine the experts' dx over each token's slots, then add the router's backward. */
-  endBackward(): Float32Array {
+  /**
+   * The router's backward, which needs no expert's backward: the gates' gradients (dy · the
+   * experts' forward outputs), then d loss / d logits with the aux and z losses, the router
+   * weight's gradient, and the router's share of dx. The engine runs it while the workers compute.
+   */
+  routerBackward(): void {
     const s = this.current();
-    if (!s.dx) throw new Error('switch layer: endBackward called before beginBackward');
+    if (!s.dGates) throw new Error('switch layer: routerBackward called before beginBackward');
     const { dModel: d, numExperts: E } = this.config;
     const T = s.routing.tokens;
     const k = this.kernels;
-    const dx = s.dx;
-    this.sumSlots(s.dxSlots!, dx);
-    const dLogits = routerBackward(this.ws, this.config, s.routing, s.dGates!);
+    for (const task of s.tasks) gateGradients(this.shape, task.buffers, s.dy!, task, s.dGates);
+    const dLogits = logitGradients(this.ws, this.config, s.routing, s.dGates);
     k.gemm('tn', d, E, T, s.xr, dLogits, this.grads.router, false); // dW_router = xrᵀ·dLogits
-    if (s.jitter) {
-      const dxr = this.ws.scratch(T * d);
-      k.gemm('nt', T, d, E, dLogits, this.weights.router, dxr, false);
-      k.multiply(dxr, s.jitter, dxr);
-      k.add(dx, dxr, dx);
-    } else {
-      k.gemm('nt', T, d, E, dLogits, this.weights.router, dx, true); // dx += dLogits·W_routerᵀ
-    }
-    return dx;
+    s.dxRouter = this.ws.scratch(T * d);
+    k.gemm('nt', T, d, E, dLogits, this.weights.router, s.dxRouter, false); // dLogits·W_routerᵀ
+    if (s.jitter) k.multiply(s.dxRouter, s.jitter, s.dxRouter);
+  }
+
+  /** Combine: the experts' dx over each token's slots, plus the router's share. */
+  endBackward(): Float32Array {
+    const s = this.current();
+    if (!s.dx || !s.dxRouter) throw new Error('switch layer: endBackward called before beginBackward and routerBackward');
+    this.sumSlots(s.dxSlots!, s.dx);
+    this.kernels.add(s.dx, s.dxRouter, s.dx);
+    return s.dx;
   }
 
   /** Frees this layer's memory in the kernels' arena. */
