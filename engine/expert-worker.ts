@@ -51,10 +51,19 @@ export interface ServeTask {
 export interface StopMessage { kind: 'stop' }
 
 /**
- * The thread's whole life: wait for the doorbell, read the request from the port, compute it,
- * report (busy time through the doorbell, an error through the port), until told to stop.
+ * Piscina's task on this thread: it starts the serve loop and returns at once, so that Piscina
+ * counts the thread idle (an idle pool does not keep the process alive) while the loop owns it.
  */
-export default async function serve(task: ServeTask): Promise<void> {
+export default function start(task: ServeTask): void {
+  setImmediate(() => void serve(task)); // after Piscina has posted this task's reply
+}
+
+/**
+ * The thread's life from then on: wait for the doorbell, read the request from the port, compute
+ * it, report (busy time through the doorbell, an error through the port), until told to stop.
+ * Any error outside a request ends the thread, which the pool sees as its exit.
+ */
+async function serve(task: ServeTask): Promise<void> {
   const bell = new Doorbell(task.workers, task.doorbell);
   const w = task.index;
   let seq = task.seen;

@@ -1,11 +1,11 @@
 // The expert workers: one single-thread Piscina pool per worker, so worker w is a thread of its
-// own (Piscina starts it, restarts it when it dies, and terminates it on abort). Each thread runs
-// one long Piscina task, a serve loop (expert-worker.ts), and takes the step's requests through
-// its MessagePort and a shared-memory doorbell (doorbell.ts): a Piscina task per request costs
-// twice the wake-up, and Piscina wakes each worker from the main thread (why: doorbell.ts).
+// own (Piscina starts it, and starts another when it exits). One short Piscina task starts a
+// serve loop on it (expert-worker.ts), which takes the step's requests through its MessagePort
+// and a shared-memory doorbell (doorbell.ts): a Piscina task per request costs twice the wake-up,
+// and Piscina wakes each worker from the main thread (why: doorbell.ts).
 // A shared pool with a `loadBalancer` could route by worker id too, but would tie correctness to
 // which thread Piscina hands a task to; a pool per worker makes the pinning explicit.
-import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, type Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { Arena } from '../kernels/arena.js';
 import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
@@ -18,8 +18,8 @@ import type { ExpertDevice, WorkerMessage, WorkerReport } from './messages.js';
 /** The main thread sleeps in Atomics.wait for at most this long before it looks at its event loop (for a dead thread) and the clock. */
 const SLICE_MS = 10;
 
-/** One worker's serve loop: its port, the task's promise, and how to end it. */
-interface Serving { port: MessagePort; task: Promise<void>; abort: AbortController; died?: Error }
+/** One worker's serve loop: its port, its thread once started, and why the thread died if it did. */
+interface Serving { port: MessagePort; started: Promise<void>; thread?: Worker; died?: Error }
 
 export interface WorkerPoolOptions {
   arena: Arena;
@@ -70,6 +70,7 @@ export class WorkerPool {
       minThreads: 1,
       maxThreads: 1,
       idleTimeout: Infinity,
+      atomics: 'disabled', // an idle thread must run its event loop, where the serve loop starts
       execArgv: threadExecArgv(),
       workerData: { memory: o.arena.memory, variant: o.variant, scratch, device: o.devices[w]! } satisfies ExpertWorkerData,
     }));
@@ -143,7 +144,6 @@ export class WorkerPool {
       this.bell.request(w, ++this.seq[w]!);
       this.bell.ring(w);
     });
-    await Promise.all(this.serving.map((s) => s.task));
     await Promise.all(this.pools.map((p) => p.close({ force: true })));
     for (const offset of this.scratch) this.arena.freeBytes(offset);
     this.scratch.length = 0;
@@ -154,14 +154,17 @@ export class WorkerPool {
     this.turned = performance.now();
   }
 
-  /** Starts worker w's serve loop on its pool's thread. */
+  /** Starts worker w's serve loop on its pool's thread, and watches that thread for its exit. */
   private serve(w: number): Serving {
     const { port1, port2 } = new MessageChannel();
-    const abort = new AbortController();
     const task: ServeTask = { doorbell: this.bell.buffer, workers: this.size, index: w, seen: this.seq[w]!, port: port2 };
-    const serving: Serving = { port: port1, abort, task: Promise.resolve() };
-    serving.task = (this.pools[w]!.run(task, { transferList: [port2], signal: abort.signal }) as Promise<void>)
-      .catch((error: Error) => { serving.died = error; });
+    const serving: Serving = { port: port1, started: Promise.resolve() };
+    const pool = this.pools[w]!;
+    serving.started = (pool.run(task, { transferList: [port2] }) as Promise<void>).then(() => {
+      const thread = pool.threads[0]!; // the pool's only thread, which took the task
+      serving.thread = thread;
+      thread.once('exit', (code) => { serving.died ??= new Error(`the worker thread exited with code ${code}`); });
+    }, (error: Error) => { serving.died = error; });
     return serving;
   }
 
@@ -170,8 +173,9 @@ export class WorkerPool {
     const old = this.serving[w]!;
     if (!old.died) {
       if (Number.isNaN(this.bell.busyMs(w)) && this.bell.finished(w) === this.seq[w]) return; // it threw, and still serves
-      old.abort.abort();
-      await old.task;
+      await old.started;
+      old.died = new Error('terminated');
+      await old.thread?.terminate(); // Piscina starts a new thread in its place
     }
     old.port.close();
     this.serving[w] = this.serve(w);

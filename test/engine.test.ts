@@ -195,3 +195,18 @@ describe('createEngine (Comlink)', () => {
     expect(r.status).toBe(0);
   });
 });
+
+describe('the worker threads', () => {
+  it('do not keep a process alive that never closed its engine', () => {
+    const script = `
+      import { SwitchEngine } from ${JSON.stringify(new URL('../dist/engine/switch-engine.js', import.meta.url).href)};
+      const e = new SwitchEngine({ dModel: 8, dFF: 8, numExperts: 2, workers: 2 });
+      await e.forward(new Float32Array(32), 4);
+      await e.backward(new Float32Array(32));
+      console.log('done');`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.error).toBeUndefined(); // a timeout would mean an idle worker kept the process alive
+    expect(r.stdout.trim()).toBe('done');
+    expect(r.status).toBe(0);
+  });
+});
