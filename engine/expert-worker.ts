@@ -87,11 +87,11 @@ async function run(m: WorkerMessage): Promise<number> {
   if (m.fault === 'throw') throw new Error('injected fault');
   if (m.fault === 'exit') process.exit(1);
   if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
-  const start = performance.now();
+  const began = performance.now();
   if (m.kind === 'ffn') runFfn(m);
   else if (m.kind === 'attention') runAttention(m);
   else await runExperts(m);
-  return performance.now() - start;
+  return performance.now() - began;
 }
 
 function runFfn(m: FfnMessage): void {
