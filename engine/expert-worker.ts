@@ -6,12 +6,14 @@ import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import {
   type ExpertWeights, expertBuffers, expertInputGradient, expertInputs, expertOutputGradient, expertOutputs, ffnBackward, ffnForward,
+  gateGradients,
 } from '../model/expert.js';
+import { routerBackward } from '../model/router.js';
 import { attentionShardBackward, attentionShardForward } from '../model/attention.js';
 import type { LinearParams } from '../model/linear.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
 import { Doorbell } from './doorbell.js';
-import type { AttentionMessage, ExpertDevice, FfnMessage, StepMessage, WorkerMessage } from './messages.js';
+import type { AttentionMessage, ExpertDevice, FfnMessage, RouterJob, StepMessage, WorkerMessage } from './messages.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
@@ -138,7 +140,29 @@ function runAttention(m: AttentionMessage): void {
   }
 }
 
+/** The router's backward: the gates' gradients from every expert's forward output, then the rest (model/router.ts). */
+function runRouter(m: StepMessage, job: RouterJob): void {
+  const { d, f, activation } = m.layer;
+  const shape = { d, f, activation };
+  const { numExperts: E, topK: k } = job.config;
+  const T = m.tokens;
+  const dropout = m.training && m.layer.dropoutRate > 0;
+  const dy = arena.f32At(m.dy, T * d), dGates = arena.f32At(job.dGates, T * k);
+  for (const e of job.experts) {
+    const buffers = expertBuffers(arena.f32At(e.block, e.blockLength), shape, e.n, dropout);
+    const a = { tokens: arena.i32At(e.tokens, e.n), gates: arena.f32At(e.gates, e.n), slots: arena.i32At(e.slots, e.n) };
+    gateGradients(shape, buffers, dy, a, dGates);
+  }
+  routerBackward(kernels, job.config, T, {
+    probs: arena.f32At(job.probs, T * E), lse: arena.f32At(job.lse, T), expertIndex: arena.i32At(job.expertIndex, T * k),
+    gates: arena.f32At(job.gates, T * k), tokensPerExpert: arena.i32At(job.tokensPerExpert, E), xr: arena.f32At(job.xr, T * d),
+    weight: arena.f32At(job.weight, d * E), ...(job.jitter >= 0 && { jitter: arena.f32At(job.jitter, T * d) }),
+    dGates, dLogits: arena.f32At(job.dLogits, T * E), dWeight: arena.f32At(job.dWeight, d * E), dx: arena.f32At(job.dx, T * d),
+  });
+}
+
 async function runExperts(m: StepMessage): Promise<void> {
+  if (m.router) runRouter(m, m.router);
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
   const T = m.tokens, slots = T * m.topK;

@@ -2,6 +2,7 @@
 // memory and a few numbers: never activations or weights.
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import type { Activation } from '../model/config.js';
+import type { RouterBackwardArrays, RouterConfig } from '../model/router.js';
 import type { ExpertTask, SwitchLayer } from '../model/switch-layer.js';
 
 /** What a worker computes its experts' FFNs with: the WebAssembly kernels, or gpu.js in a mode (default: its fastest here). */
@@ -29,6 +30,18 @@ export interface ExpertJob {
   block: number; blockLength: number;
 }
 
+/**
+ * The router's backward (model/router.ts), given to one worker in the backward phase: byte
+ * offsets of RouterBackwardArrays (jitter −1 when absent), and every expert's forward output and
+ * assignments, from which the gates' gradients come.
+ */
+export interface RouterJob {
+  config: RouterConfig;
+  probs: number; lse: number; expertIndex: number; gates: number; tokensPerExpert: number;
+  xr: number; weight: number; jitter: number; dGates: number; dLogits: number; dWeight: number; dx: number;
+  experts: ExpertJob[];
+}
+
 export type Fault = 'throw' | 'exit' | 'hang';
 
 /** A Switch layer's experts for one phase of a step. */
@@ -47,6 +60,8 @@ export interface StepMessage {
   dy: number;
   dxSlots: number;
   jobs: ExpertJob[];
+  /** Backward only, to one worker: the router's backward. */
+  router?: RouterJob;
   /** Fault injection for tests: the worker fails this way instead of computing. */
   fault?: Fault;
 }
@@ -103,5 +118,16 @@ export function expertJob(task: ExpertTask): ExpertJob {
     expert: task.expert, n: task.tokens.length,
     tokens: task.tokens.byteOffset, gates: task.gates.byteOffset, slots: task.slots.byteOffset,
     block: task.block.byteOffset, blockLength: task.block.length,
+  };
+}
+
+export function routerJob(config: RouterConfig, a: RouterBackwardArrays, tasks: ExpertTask[]): RouterJob {
+  const { dModel, numExperts, topK, auxLossCoef, zLossCoef, normalizeTopK } = config;
+  return {
+    config: { dModel, numExperts, topK, auxLossCoef, zLossCoef, normalizeTopK },
+    probs: a.probs.byteOffset, lse: a.lse.byteOffset, expertIndex: a.expertIndex.byteOffset, gates: a.gates.byteOffset,
+    tokensPerExpert: a.tokensPerExpert.byteOffset, xr: a.xr.byteOffset, weight: a.weight.byteOffset, jitter: a.jitter?.byteOffset ?? -1,
+    dGates: a.dGates.byteOffset, dLogits: a.dLogits.byteOffset, dWeight: a.dWeight.byteOffset, dx: a.dx.byteOffset,
+    experts: tasks.map(expertJob),
   };
 }

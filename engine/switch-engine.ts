@@ -10,7 +10,7 @@ import type { SwitchLayerOptions } from '../model/config.js';
 import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { type Backend, type DevicePlan, planDevices, uniformPlan } from './devices.js';
-import { type ExpertJob, type Fault, type StepMessage, expertJob, layerRef } from './messages.js';
+import { type ExpertJob, type Fault, type StepMessage, expertJob, layerRef, routerJob } from './messages.js';
 import { Placement } from './placement.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -118,7 +118,7 @@ export class SwitchEngine {
   /** d loss / d x; the weight gradients land in `grads`. */
   async backward(dy: ArrayLike<number>): Promise<Float32Array> {
     const tasks = this.layer.beginBackward(dy);
-    await this.dispatch('backward', tasks, () => this.layer.routerBackward());
+    await this.dispatch('backward', tasks);
     const dx = this.layer.endBackward();
     this.finishTiming();
     return dx;
@@ -148,26 +148,33 @@ export class SwitchEngine {
     return this.close();
   }
 
-  /** Runs the phase's tasks on their workers; `meanwhile` is this thread's work while they compute. */
-  private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[], meanwhile?: () => void): Promise<void> {
+  /**
+   * Runs the phase's tasks on their workers. In backward, the router's backward goes to the worker
+   * with the fewest tokens: it needs none of the experts' results, and the main thread waiting
+   * for them would otherwise hold a core that a worker needs.
+   */
+  private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[]): Promise<void> {
     const s = this.layer.state!;
     const layer = layerRef(this.layer);
     const pool = this.pool!, placement = this.placement!;
     const jobs: ExpertJob[][] = Array.from({ length: pool.size }, () => []);
     for (const task of tasks) jobs[placement.owner[task.expert]!]!.push(expertJob(task));
     const start = performance.now();
+    const load = (w: number) => jobs[w]!.reduce((n, j) => n + j.n, 0) / pool.speeds[w]!;
+    const lightest = phase === 'backward' ? jobs.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
+    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays(), tasks) : undefined;
     const messages = jobs.map((list, w): StepMessage | undefined => {
-      if (list.length === 0) return undefined;
+      if (list.length === 0 && w !== lightest) return undefined;
       const fault = this.faults.get(w);
       this.faults.delete(w);
       return {
         kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, topK: this.layer.config.topK, layer,
         x: s.x.byteOffset, ySlots: s.ySlots.byteOffset,
         dy: s.dy?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
-        jobs: list, ...(fault && { fault }),
+        jobs: list, ...(w === lightest && { router }), ...(fault && { fault }),
       };
     });
-    const reports = await pool.runAll(messages, meanwhile);
+    const reports = await pool.runAll(messages);
     const wall = performance.now() - start;
     let critical = 0;
     reports.forEach(({ busyMs: busy }, w) => {

@@ -84,11 +84,10 @@ export class WorkerPool {
    * fails its message; one that dies or does not answer within the timeout is replaced by a new
    * thread, which attaches to the same shared memory, where the experts' weights still are.
    *
-   * While the workers compute, the calling thread runs `meanwhile` (work of its own that needs
-   * none of their results), then sleeps in Atomics.wait, letting its event loop run at least
-   * every SLICE_MS.
+   * While the workers compute, the calling thread sleeps in Atomics.wait, letting its event loop
+   * run at least every SLICE_MS.
    */
-  async runAll(messages: (WorkerMessage | undefined)[], meanwhile?: () => void): Promise<WorkerReport[]> {
+  async runAll(messages: (WorkerMessage | undefined)[]): Promise<WorkerReport[]> {
     const posted = messages.flatMap((m, w) => (m ? [w] : []));
     for (const w of posted) {
       this.serving[w]!.port.postMessage(messages[w]);
@@ -98,12 +97,6 @@ export class WorkerPool {
     // Waiting in Atomics.wait never returns to the event loop, so turn it here, while the
     // workers compute, whenever a slice has passed: timers, signals and I/O stay served.
     if (performance.now() - this.turned > SLICE_MS) await this.turnEventLoop();
-    let meanwhileFailed: { error: unknown } | undefined;
-    try {
-      meanwhile?.();
-    } catch (error) {
-      meanwhileFailed = { error }; // thrown once the workers are done writing
-    }
     const failures = new Map<number, string>();
     const pending = () => posted.filter((w) => !failures.has(w) && this.bell.finished(w) !== this.seq[w]);
     const deadline = performance.now() + this.timeoutMs;
@@ -133,7 +126,6 @@ export class WorkerPool {
         `engine: worker ${w} (${describe(messages[w]!)}) failed in ${messages[w]!.phase} of step ${messages[w]!.step}: ${reason}`));
       throw new Error(errors.map((e) => e.message).join('; '), { cause: errors.length === 1 ? errors[0] : new AggregateError(errors) });
     }
-    if (meanwhileFailed) throw meanwhileFailed.error;
     return messages.map((m, w) => ({ busyMs: m ? this.bell.busyMs(w) : 0 }));
   }
 
@@ -184,7 +176,7 @@ export class WorkerPool {
 
 /** What a message asks of its worker, for errors. */
 function describe(m: WorkerMessage): string {
-  return m.kind === 'switch' ? `experts ${m.jobs.map((j) => j.expert).join(', ')}`
+  return m.kind === 'switch' ? `experts ${m.jobs.map((j) => j.expert).join(', ')}${m.router ? ' and the router' : ''}`
     : m.kind === 'ffn' ? `dense FFN shards ${m.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`
     : `attention heads ${m.shards.map((s) => `${s.h0}–${s.h1 - 1}`).join(', ')}`;
 }

@@ -1,5 +1,6 @@
 // The router (SPEC steps 1–3 and 6): float32 logits and softmax, top-k choice, capacity with
 // token-order priority, the load-balancing and z losses, and their backward.
+import type { Kernels } from '../kernels/index.js';
 import { type SwitchLayerConfig, expertCapacity } from './config.js';
 import type { Workspace } from './workspace.js';
 
@@ -52,8 +53,9 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
   k_.logsumexpRows(logits, lse, T, E);
 
   // Top-k by probability; strict '>' keeps the lower index on ties.
-  const expertIndex = new Int32Array(T * k);
-  const gates = new Float32Array(T * k);
+  // In the kernels' memory, as the router's backward reads them on whichever thread runs it.
+  const expertIndex = ws.i32(T * k);
+  const gates = ws.f32(T * k);
   for (let t = 0; t < T; t++) {
     const p = probs.subarray(t * E, (t + 1) * E);
     let sum = 0;
@@ -98,7 +100,7 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
   }
 
   // Losses. f is a constant (first choices before drops); P is differentiable.
-  const tokensPerExpert = new Int32Array(E);
+  const tokensPerExpert = ws.i32(E);
   for (let t = 0; t < T; t++) tokensPerExpert[expertIndex[t * k]!]!++;
   const meanProb = meanRows(probs, T, E);
   let balance = 0;
@@ -114,39 +116,62 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
   };
 }
 
+/** What the router's backward needs of a layer's configuration. */
+export type RouterConfig = Pick<SwitchLayerConfig, 'dModel' | 'numExperts' | 'topK' | 'auxLossCoef' | 'zLossCoef' | 'normalizeTopK'>;
+
 /**
- * d loss / d logits [T×E], given d loss / d gates [T×k] (zero for dropped assignments) and the
- * two losses entering the total with weight 1.
+ * What the router's backward reads (the forward's routing, its input xr and weight, the gates'
+ * gradients) and writes. All in the kernels' memory, so that any thread can run it.
  */
-export function logitGradients(ws: Workspace, c: SwitchLayerConfig, r: Routing, dGates: Float32Array): Float32Array {
-  const { numExperts: E, topK: k } = c;
-  const T = r.tokens;
-  const dLogits = ws.f32(T * E);
+export interface RouterBackwardArrays {
+  probs: Float32Array; // [T×E]
+  lse: Float32Array; // [T]
+  expertIndex: Int32Array; // [T×k]
+  gates: Float32Array; // [T×k]
+  tokensPerExpert: Int32Array; // [E]
+  xr: Float32Array; // [T×d]
+  weight: Float32Array; // [d×E]
+  jitter?: Float32Array; // [T×d], when the router saw x ⊙ jitter
+  dGates: Float32Array; // [T×k] d loss / d gate, zero for dropped assignments
+  dLogits: Float32Array; // [T×E] out
+  dWeight: Float32Array; // [d×E] out (overwritten)
+  dx: Float32Array; // [T×d] out: the router's share of d loss / d x
+}
+
+/**
+ * The router's backward, with the aux and z losses entering the total with weight 1: d loss /
+ * d logits, then the weight's gradient and the router's share of dx.
+ */
+export function routerBackward(kernels: Kernels, c: RouterConfig, T: number, a: RouterBackwardArrays): void {
+  const { numExperts: E, topK: k, dModel: d } = c;
+  const { probs, lse, expertIndex, gates, tokensPerExpert, dGates, dLogits } = a;
   const dProbs = new Float64Array(E);
   for (let t = 0; t < T; t++) {
     // aux = α·E·Σ_e f_e · mean_t p[t,e]  ⇒  ∂aux/∂p[t,e] = α·E·f_e / T.
-    for (let e = 0; e < E; e++) dProbs[e] = (c.auxLossCoef * E * r.tokensPerExpert[e]!) / T / T;
+    for (let e = 0; e < E; e++) dProbs[e] = (c.auxLossCoef * E * tokensPerExpert[e]!) / T / T;
     if (k > 1 && c.normalizeTopK) {
       // g_j = p_j / S with S = Σ_chosen p  ⇒  ∂/∂p_j = (dg_j − Σ_l dg_l · g_l) / S.
       let sum = 0, dot = 0;
       for (let j = 0; j < k; j++) {
-        sum += r.probs[t * E + r.expertIndex[t * k + j]!]!;
-        dot += dGates[t * k + j]! * r.gates[t * k + j]!;
+        sum += probs[t * E + expertIndex[t * k + j]!]!;
+        dot += dGates[t * k + j]! * gates[t * k + j]!;
       }
-      for (let j = 0; j < k; j++) dProbs[r.expertIndex[t * k + j]!]! += (dGates[t * k + j]! - dot) / sum;
+      for (let j = 0; j < k; j++) dProbs[expertIndex[t * k + j]!]! += (dGates[t * k + j]! - dot) / sum;
     } else {
-      for (let j = 0; j < k; j++) dProbs[r.expertIndex[t * k + j]!]! += dGates[t * k + j]!;
+      for (let j = 0; j < k; j++) dProbs[expertIndex[t * k + j]!]! += dGates[t * k + j]!;
     }
     // Softmax backward, plus the z-loss β·mean_t(lse_t²): ∂/∂logit = 2β·lse_t·p / T.
     let dot = 0;
-    for (let e = 0; e < E; e++) dot += dProbs[e]! * r.probs[t * E + e]!;
-    const z = (2 * c.zLossCoef * r.lse[t]!) / T;
+    for (let e = 0; e < E; e++) dot += dProbs[e]! * probs[t * E + e]!;
+    const z = (2 * c.zLossCoef * lse[t]!) / T;
     for (let e = 0; e < E; e++) {
-      const p = r.probs[t * E + e]!;
+      const p = probs[t * E + e]!;
       dLogits[t * E + e] = p * (dProbs[e]! - dot) + z * p;
     }
   }
-  return dLogits;
+  kernels.gemm('tn', d, E, T, a.xr, dLogits, a.dWeight, false); // dW = xrᵀ·dLogits
+  kernels.gemm('nt', T, d, E, dLogits, a.weight, a.dx, false); // dLogits·Wᵀ
+  if (a.jitter) kernels.multiply(a.dx, a.jitter, a.dx);
 }
 
 function meanRows(m: Float32Array, rows: number, cols: number): Float64Array {

@@ -10,7 +10,7 @@ import {
   expertForward, gateGradients,
 } from './expert.js';
 import { Rng } from './rng.js';
-import { type Routing, logitGradients, route } from './router.js';
+import { type RouterBackwardArrays, type Routing, route, routerBackward } from './router.js';
 import { Workspace } from './workspace.js';
 
 export interface SwitchWeights {
@@ -70,6 +70,8 @@ export interface StepState {
   dGates?: Float32Array;
   /** [T·k×d] each slot's expert input gradient; for k = 1 this is dx itself. */
   dxSlots?: Float32Array;
+  /** [T×E] d loss / d logits. */
+  dLogits?: Float32Array;
   /** [T×d] the router's share of dx. */
   dxRouter?: Float32Array;
   dx?: Float32Array;
@@ -248,6 +250,8 @@ export class SwitchLayer {
     s.dy = this.ws.copy(dy);
     requireFinite(this.kernels, 'gradient dy', s.dy);
     s.dGates = this.ws.f32(T * topK);
+    s.dLogits = this.ws.scratch(T * this.config.numExperts);
+    s.dxRouter = this.ws.scratch(T * d);
     s.dxSlots = this.slotBuffer(s.routing);
     s.dx = topK === 1 ? s.dxSlots : this.ws.f32(T * d);
     // Experts that received no token have zero gradient.
@@ -269,26 +273,30 @@ export class SwitchLayer {
   /**
    * The router's backward, which needs no expert's backward: the gates' gradients (dy · the
    * experts' forward outputs), then d loss / d logits with the aux and z losses, the router
-   * weight's gradient, and the router's share of dx. The engine runs it while the workers compute.
+   * weight's gradient, and the router's share of dx. The engine runs it on a worker.
    */
   routerBackward(): void {
     const s = this.current();
-    if (!s.dGates) throw new Error('switch layer: routerBackward called before beginBackward');
-    const { dModel: d, numExperts: E } = this.config;
-    const T = s.routing.tokens;
-    const k = this.kernels;
-    for (const task of s.tasks) gateGradients(this.shape, task.buffers, s.dy!, task, s.dGates);
-    const dLogits = logitGradients(this.ws, this.config, s.routing, s.dGates);
-    k.gemm('tn', d, E, T, s.xr, dLogits, this.grads.router, false); // dW_router = xrᵀ·dLogits
-    s.dxRouter = this.ws.scratch(T * d);
-    k.gemm('nt', T, d, E, dLogits, this.weights.router, s.dxRouter, false); // dLogits·W_routerᵀ
-    if (s.jitter) k.multiply(s.dxRouter, s.jitter, s.dxRouter);
+    for (const task of s.tasks) gateGradients(this.shape, task.buffers, s.dy!, task, s.dGates!);
+    routerBackward(this.kernels, this.config, s.routing.tokens, this.routerBackwardArrays());
+  }
+
+  /** This step's arrays for the router's backward (after beginBackward). */
+  routerBackwardArrays(): RouterBackwardArrays {
+    const s = this.current();
+    if (!s.dGates || !s.dLogits || !s.dxRouter) throw new Error('switch layer: the router\'s backward needs beginBackward first');
+    const r = s.routing;
+    return {
+      probs: r.probs, lse: r.lse, expertIndex: r.expertIndex, gates: r.gates, tokensPerExpert: r.tokensPerExpert,
+      xr: s.xr, weight: this.weights.router, ...(s.jitter && { jitter: s.jitter }),
+      dGates: s.dGates, dLogits: s.dLogits, dWeight: this.grads.router, dx: s.dxRouter,
+    };
   }
 
   /** Combine: the experts' dx over each token's slots, plus the router's share. */
   endBackward(): Float32Array {
     const s = this.current();
-    if (!s.dx || !s.dxRouter) throw new Error('switch layer: endBackward called before beginBackward and routerBackward');
+    if (!s.dx || !s.dxRouter) throw new Error('switch layer: endBackward called before beginBackward');
     this.sumSlots(s.dxSlots!, s.dx);
     this.kernels.add(s.dx, s.dxRouter, s.dx);
     return s.dx;
