@@ -23,42 +23,11 @@ if (!Number.isInteger(workers) || workers < 1) program.error(`--workers: '${opti
 
 interface Build { name: string; step: () => Promise<void>; close: () => Promise<void>; ms: number[] }
 
-/** One build's tiny model on 2 workers and a fixed random batch, ready to step. */
+/** One build's `tiny` training step, from that build's own bench/suites.js. */
 async function load(dist: string): Promise<Build> {
-  const from = async <T>(path: string) => (await import(pathToFileURL(resolve(dist, path)).href)) as T;
-  const { PRESETS } = await from<typeof import('../model/config.js')>('model/config.js');
-  const { Arena } = await from<typeof import('../kernels/arena.js')>('kernels/arena.js');
-  const { WasmKernels, fastestVariant } = await from<typeof import('../kernels/wasm/backend.js')>('kernels/wasm/backend.js');
-  const { WorkerPool } = await from<typeof import('../engine/worker-pool.js')>('engine/worker-pool.js');
-  const { uniformPlan } = await from<typeof import('../engine/devices.js')>('engine/devices.js');
-  const { SwitchEngine } = await from<typeof import('../engine/switch-engine.js')>('engine/switch-engine.js');
-  const { ParallelShards } = await from<typeof import('../engine/dense-shards.js')>('engine/dense-shards.js');
-  const { Transformer } = await from<typeof import('../model/transformer.js')>('model/transformer.js');
-  const { AdamW } = await from<typeof import('../model/optim.js')>('model/optim.js');
-  const { Rng } = await from<typeof import('../model/rng.js')>('model/rng.js');
-  const { model: config, train } = PRESETS.tiny;
-  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
-  const pool = WorkerPool.forKernels(kernels, uniformPlan('wasm', workers), 120_000);
-  const model = new Transformer(kernels, { ...config, vocabSize: 65 }, {
-    seed: 1,
-    switchFactory: (o, init) => new SwitchEngine({ ...o, ...init, shared: { kernels, pool } }),
-    shardRunner: new ParallelShards(pool, kernels.arena),
-  });
-  const optimizer = new AdamW(kernels, model.params.list, train);
-  const B = train.batch, T = config.context, rng = new Rng('bench-ab');
-  const tokens = () => Int32Array.from({ length: B * T }, () => rng.nextU32() % 65);
-  const batch = { batch: B, context: T, inputs: tokens(), targets: tokens() };
-  let step = 0;
-  return {
-    name: dist, ms: [],
-    step: async () => {
-      await model.forward(batch, { training: true, step });
-      await model.backward();
-      optimizer.step(step++);
-      model.syncComputeCopies();
-    },
-    close: async () => { await model.dispose(); await pool.close(); },
-  };
+  const suites = (await import(pathToFileURL(resolve(dist, 'bench/suites.js')).href)) as typeof import('./suites.js');
+  const trainer = await suites.trainStepper('tiny', workers);
+  return { name: dist, ms: [], step: trainer.step, close: trainer.close };
 }
 
 const builds = [await load(distA), await load(distB)] as const;

@@ -4,7 +4,7 @@ import Benchmark from 'benchmark';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { uniformPlan } from '../engine/devices.js';
 import { WorkerPool } from '../engine/worker-pool.js';
-import { ParallelShards } from '../engine/dense-shards.js';
+import { onWorkers } from '../engine/trainer.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';
@@ -112,40 +112,41 @@ export async function measureSwitchStep(shape: ShapeName, workers: number, maxTi
   };
 }
 
-/** A full training step of a preset (forward, backward, AdamW) on random tokens, as the trainer runs it. */
-export async function measureTrainStep(preset: keyof typeof PRESETS, workers: number, maxTime: number): Promise<Row> {
+/** A preset's model on `workers` threads (0: this one), stepping on a fixed random batch as the trainer steps. */
+export async function trainStepper(preset: keyof typeof PRESETS, workers: number): Promise<{ tokens: number; step: () => Promise<void>; close: () => Promise<void> }> {
   const { model: config, train } = PRESETS[preset];
   const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
   const pool = workers > 0 ? WorkerPool.forKernels(kernels, uniformPlan('wasm', workers), 120_000) : undefined;
-  const model = new Transformer(kernels, { ...config, vocabSize: 65 }, {
-    seed: 1, ...(pool && {
-      switchFactory: (o, init) => new SwitchEngine({ ...o, ...init, shared: { kernels, pool } }),
-      shardRunner: new ParallelShards(pool, kernels.arena),
-    }),
-  });
-  try {
-    const optimizer = new AdamW(kernels, model.params.list, train);
-    const B = train.batch, T = config.context, rng = new Rng('bench-train');
-    const batch = {
-      batch: B, context: T,
-      inputs: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65), targets: Int32Array.from({ length: B * T }, () => rng.nextU32() % 65),
-    };
-    let step = 0;
-    const trainStep = async () => {
+  const model = new Transformer(kernels, { ...config, vocabSize: 65 }, { seed: 1, ...(pool && onWorkers(kernels, pool)) });
+  const optimizer = new AdamW(kernels, model.params.list, train);
+  const B = train.batch, T = config.context, rng = new Rng('bench-train');
+  const tokens = () => Int32Array.from({ length: B * T }, () => rng.nextU32() % 65);
+  const batch = { batch: B, context: T, inputs: tokens(), targets: tokens() };
+  let step = 0;
+  return {
+    tokens: B * T,
+    step: async () => {
       await model.forward(batch, { training: true, step });
       await model.backward();
       optimizer.step(step++);
       model.syncComputeCopies();
-    };
-    await trainStep();
-    const stats = await timeAsync(`${preset} train step`, maxTime, trainStep);
+    },
+    close: async () => { await model.dispose(); await pool?.close(); },
+  };
+}
+
+/** A full training step of a preset (forward, backward, AdamW) on random tokens, as the trainer runs it. */
+export async function measureTrainStep(preset: keyof typeof PRESETS, workers: number, maxTime: number): Promise<Row> {
+  const trainer = await trainStepper(preset, workers);
+  try {
+    await trainer.step();
+    const stats = await timeAsync(`${preset} train step`, maxTime, trainer.step);
     return {
-      suite: 'train-step', preset, workers, tokens_per_s: (B * T) / stats.mean, best_tokens_per_s: (B * T) / Math.min(...stats.sample),
+      suite: 'train-step', preset, workers, tokens_per_s: trainer.tokens / stats.mean, best_tokens_per_s: trainer.tokens / Math.min(...stats.sample),
       step_ms: stats.mean * 1e3, samples: stats.sample.length,
     };
   } finally {
-    await model.dispose();
-    await pool?.close();
+    await trainer.close();
   }
 }
 

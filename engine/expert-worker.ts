@@ -9,8 +9,7 @@ import {
   gateGradients,
 } from '../model/expert.js';
 import { routerBackward } from '../model/router.js';
-import { attentionShardBackward, attentionShardForward } from '../model/attention.js';
-import type { LinearParams } from '../model/linear.js';
+import { type LinearParams, attentionShardBackward, attentionShardForward } from '../model/attention.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
 import { Doorbell } from './doorbell.js';
 import type { AttentionMessage, ExpertDevice, FfnMessage, RouterJob, StepMessage, WorkerMessage } from './messages.js';

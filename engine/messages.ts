@@ -121,13 +121,13 @@ export function expertJob(task: ExpertTask): ExpertJob {
   };
 }
 
-export function routerJob(config: RouterConfig, a: RouterBackwardArrays, tasks: ExpertTask[]): RouterJob {
+export function routerJob(config: RouterConfig, a: RouterBackwardArrays, experts: ExpertJob[]): RouterJob {
   const { dModel, numExperts, topK, auxLossCoef, zLossCoef, normalizeTopK } = config;
   return {
     config: { dModel, numExperts, topK, auxLossCoef, zLossCoef, normalizeTopK },
     probs: a.probs.byteOffset, lse: a.lse.byteOffset, expertIndex: a.expertIndex.byteOffset, gates: a.gates.byteOffset,
     tokensPerExpert: a.tokensPerExpert.byteOffset, xr: a.xr.byteOffset, weight: a.weight.byteOffset, jitter: a.jitter?.byteOffset ?? -1,
     dGates: a.dGates.byteOffset, dLogits: a.dLogits.byteOffset, dWeight: a.dWeight.byteOffset, dx: a.dx.byteOffset,
-    experts: tasks.map(expertJob),
+    experts,
   };
 }

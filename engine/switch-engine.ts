@@ -162,7 +162,7 @@ export class SwitchEngine {
     const start = performance.now();
     const load = (w: number) => jobs[w]!.reduce((n, j) => n + j.n, 0) / pool.speeds[w]!;
     const lightest = phase === 'backward' ? jobs.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
-    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays(), tasks) : undefined;
+    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays(), jobs.flat()) : undefined;
     const messages = jobs.map((list, w): StepMessage | undefined => {
       if (list.length === 0 && w !== lightest) return undefined;
       const fault = this.faults.get(w);

@@ -8,7 +8,8 @@ import { type ModelConfig, PRESETS, type TrainConfig } from '../model/config.js'
 import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from '../model/data.js';
 import { AdamW } from '../model/optim.js';
 import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from '../model/tokenizer.js';
-import { Transformer } from '../model/transformer.js';
+import type { ShardRunner } from '../model/shards.js';
+import { type SwitchFactory, Transformer } from '../model/transformer.js';
 import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './runs.js';
 import { ParallelShards } from './dense-shards.js';
 import { SwitchEngine } from './switch-engine.js';
@@ -100,13 +101,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const pool = plan ? WorkerPool.forKernels(kernels, plan, 120_000) : undefined;
   let model: Transformer;
   try {
-    model = new Transformer(kernels, config.model, {
-      seed: t.seed,
-      ...(pool && {
-        switchFactory: (options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }),
-        shardRunner: new ParallelShards(pool, kernels.arena),
-      }),
-    });
+    model = new Transformer(kernels, config.model, { seed: t.seed, ...(pool && onWorkers(kernels, pool)) });
   } catch (error) {
     await pool?.close(); // or its threads would keep the process alive
     throw error;
@@ -160,6 +155,14 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     await model.dispose();
     await pool?.close();
   }
+}
+
+/** A model's strategies for computing on `pool`: its Switch layers through the engine, its dense layers' shards. */
+export function onWorkers(kernels: WasmKernels, pool: WorkerPool): { switchFactory: SwitchFactory; shardRunner: ShardRunner } {
+  return {
+    switchFactory: (options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }),
+    shardRunner: new ParallelShards(pool, kernels.arena),
+  };
 }
 
 /** Mean cross-entropy over the fixed validation batches, without dropout or jitter. */

@@ -8,11 +8,13 @@
 // Rotary positions use Hugging Face's half-split form (rotate_half: [−x₂, x₁]), so a model trained
 // here computes the same function in transformers' Qwen2 layers without permuting anything.
 import type { Kernels } from '../kernels/index.js';
-import type { LinearParams } from './linear.js';
 
 export interface AttentionShape { batch: number; time: number; heads: number; d: number }
 
 export interface RopeTables { cos: Float32Array; sin: Float32Array }
+
+/** A projection y = x·W (+ b), W stored [in × out], with its gradients. */
+export interface LinearParams { w: Float32Array; b?: Float32Array; dw: Float32Array; db?: Float32Array }
 
 export interface AttentionWeights { qkv: LinearParams; proj: LinearParams }
 

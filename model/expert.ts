@@ -4,8 +4,9 @@
 //   then (training) h ⊙= dropout mask, and out = h·w_out,
 // and each token's gate · out lands in its slot's row of the layer's slot buffer [T·k × d]. A slot
 // (token t's j-th choice) belongs to one expert, so experts on different threads never write the
-// same row: the workers combine in place. These functions only read and write the arrays they are given, so the same code runs in
-// process (model/switch-layer.ts) and on an expert worker over shared memory (engine/).
+// same row: the workers combine in place. These functions only read and write the arrays they
+// are given, so the same code runs in process (model/switch-layer.ts) and on an expert worker
+// over shared memory (engine/).
 import type { Kernels } from '../kernels/index.js';
 import type { Activation } from './config.js';
 import { Rng } from './rng.js';
@@ -113,8 +114,8 @@ export function expertOutputs(k: Kernels, s: ExpertShape, b: ExpertBuffers, a: A
 /**
  * Backward given dy [T×d] for the whole layer output: writes the expert's weight gradients into
  * `grads` (overwriting) and d loss / d x of its tokens into their slots' rows of dxSlots [T·k×d].
- * y_t += gate · out, so dOut = gate · dy_t (and dGate = dy_t · out: gateGradients, which the
- * router's backward needs and the main thread computes).
+ * y_t += gate · out, so dOut = gate · dy_t (and dGate = dy_t · out: gateGradients, part of the
+ * router's backward).
  */
 export function expertBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, dy: Float32Array,
   a: Assignment, dxSlots: Float32Array, grads: ExpertWeights): void {

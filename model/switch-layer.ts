@@ -168,7 +168,7 @@ export class SwitchLayer {
    */
   backward(dy: ArrayLike<number>): Float32Array {
     const tasks = this.beginBackward(dy);
-    this.routerBackward();
+    this.runRouterBackward();
     for (const task of tasks) this.runBackward(task);
     return this.endBackward();
   }
@@ -273,9 +273,9 @@ export class SwitchLayer {
   /**
    * The router's backward, which needs no expert's backward: the gates' gradients (dy · the
    * experts' forward outputs), then d loss / d logits with the aux and z losses, the router
-   * weight's gradient, and the router's share of dx. The engine runs it on a worker.
+   * weight's gradient, and the router's share of dx. The engine runs the same on a worker.
    */
-  routerBackward(): void {
+  private runRouterBackward(): void {
     const s = this.current();
     for (const task of s.tasks) gateGradients(this.shape, task.buffers, s.dy!, task, s.dGates!);
     routerBackward(this.kernels, this.config, s.routing.tokens, this.routerBackwardArrays());

@@ -6,9 +6,8 @@
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
 import type { Kernels } from '../kernels/index.js';
 import { toBF16Precision } from './checkpoint.js';
-import { type AttentionShard, type AttentionShape, type RopeTables, ropeTables } from './attention.js';
+import { type AttentionShard, type AttentionShape, type LinearParams, type RopeTables, ropeTables } from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
-import type { LinearParams } from './linear.js';
 import { crossEntropy } from './loss.js';
 import type { MlpShard, MlpWeights } from './mlp.js';
 import { type Param, ParamSet } from './params.js';
@@ -369,9 +368,12 @@ function masked(ws: Workspace, k: Kernels, g: Float32Array, mask: Float32Array |
   return out;
 }
 
-/** Σ of the shards' partial sums, in shard order. */
+/** Σ of the shards' partial sums, in shard order (a single shard's output is the sum itself). */
 function sumShards(ws: Workspace, k: Kernels, parts: Float32Array[]): Float32Array {
-  const sum = ws.copy(parts[0]!);
-  for (const part of parts.slice(1)) k.add(sum, part, sum);
+  const [first, second, ...rest] = parts;
+  if (!second) return first!;
+  const sum = ws.scratch(first!.length);
+  k.add(first!, second, sum);
+  for (const part of rest) k.add(sum, part, sum);
   return sum;
 }

@@ -24,3 +24,21 @@ describe('switchyard bench', () => {
     }
   }, 240_000);
 });
+
+describe('bench:ab', () => {
+  it('alternates two builds\' training steps and reports each build\'s times and the median ratio', () => {
+    const dist = new URL('../dist', import.meta.url).pathname;
+    const json = join(mkdtempSync(join(tmpdir(), 'switchyard-ab-')), 'ab.json');
+    const r = spawnSync(process.execPath, [join(dist, 'bench', 'ab-train.js'), dist, dist, '--steps', '4', '--workers', '1', '--json', json],
+      { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/B\/A step time, median of 4 pairs: \d\.\d{3}/);
+    const rows = JSON.parse(readFileSync(json, 'utf8')) as Record<string, unknown>[];
+    expect(rows.slice(0, 2).map((row) => row.steps)).toEqual([4, 4]);
+    for (const row of rows.slice(0, 2)) expect(row.median_ms as number).toBeGreaterThan(0);
+    expect(rows[2]!.median_ratio as number).toBeGreaterThan(0);
+    const bad = spawnSync(process.execPath, [join(dist, 'bench', 'ab-train.js'), dist, dist, '--steps', '1'], { encoding: 'utf8' });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--steps: '1' is not an integer ≥ 2/);
+  }, 120_000);
+});
