@@ -1,7 +1,7 @@
 // The measurements every benchmark entry point shares: one function per thing measured, each
 // returning a row for the table and the JSON. Benchmark.js runs the timing.
 import Benchmark from 'benchmark';
-import { SwitchEngine } from '../engine/switch-engine.js';
+import { type StepTiming, SwitchEngine, type WorkerTiming } from '../engine/switch-engine.js';
 import { uniformPlan } from '../engine/devices.js';
 import { WorkerPool } from '../engine/worker-pool.js';
 import { onWorkers } from '../engine/trainer.js';
@@ -80,36 +80,74 @@ export async function measureGpujsGemm(mode: GpujsMode, form: GemmForm, m: numbe
   };
 }
 
-/** A Switch layer training step (forward + backward, SPEC losses, no optimizer) through the engine. */
-export async function measureSwitchStep(shape: ShapeName, workers: number, maxTime: number, backend: 'wasm' | 'gpujs' = 'wasm'): Promise<Row> {
+/** A Switch layer training step (forward + backward, SPEC losses, no optimizer) through the engine, on fixed random inputs. */
+export interface SwitchStepper {
+  tokens: number;
+  step: () => Promise<void>;
+  /** Where the last step's time went. */
+  timing: () => StepTiming;
+  close: () => Promise<void>;
+}
+
+export async function switchStepper(shape: ShapeName, workers: number, backend: 'wasm' | 'gpujs' = 'wasm'): Promise<SwitchStepper> {
   const { tokens, ...layer } = SHAPES[shape];
   const engine = new SwitchEngine({ ...layer, capacityFactor: 1.25, activation: 'relu', workers, seed: 1, backend });
   const rng = new Rng('bench-engine', shape);
   const x = rng.fillNormal(new Float32Array(tokens * layer.dModel)), dy = rng.fillNormal(new Float32Array(tokens * layer.dModel));
-  const timings: ReturnType<SwitchEngine['lastTiming']>[] = [];
   let step = 0;
-  const trainStep = async () => {
-    await engine.forward(x, tokens, { training: true, step: step++ });
-    await engine.backward(dy);
-    timings.push(engine.lastTiming());
+  const stepper = {
+    tokens,
+    step: async () => {
+      await engine.forward(x, tokens, { training: true, step: step++ });
+      await engine.backward(dy);
+    },
+    timing: () => engine.lastTiming(),
+    close: () => engine.close(),
   };
+  await stepper.step(); // threads start and compile their kernels
+  return stepper;
+}
+
+export async function measureSwitchStep(shape: ShapeName, workers: number, maxTime: number, backend: 'wasm' | 'gpujs' = 'wasm'): Promise<Row> {
+  const stepper = await switchStepper(shape, workers, backend);
+  const timings: StepTiming[] = [];
   let stats: Benchmark.Stats;
   try {
-    await trainStep(); // threads start and compile their kernels
-    timings.length = 0;
-    stats = await timeAsync(`${shape} × ${workers}`, maxTime, trainStep);
+    stats = await timeAsync(`${shape} × ${workers}`, maxTime, async () => { await stepper.step(); timings.push(stepper.timing()); });
   } finally {
-    await engine.close();
+    await stepper.close();
   }
-  const mean = (f: (t: typeof timings[0]) => number) => timings.reduce((s, t) => s + f(t), 0) / timings.length;
+  const mean = (f: (t: StepTiming) => number) => timings.reduce((s, t) => s + f(t), 0) / timings.length;
+  const perWorker = (f: (w: WorkerTiming) => number) => Array.from({ length: workers }, (_, w) => mean((t) => f(t.workers[w]!)).toFixed(1)).join('/');
   return {
-    suite: 'switch-layer', shape, workers, backend, tokens_per_s: tokens / stats.mean, best_tokens_per_s: tokens / Math.min(...stats.sample),
+    suite: 'switch-layer', shape, workers, backend, tokens_per_s: stepper.tokens / stats.mean, best_tokens_per_s: stepper.tokens / Math.min(...stats.sample),
     step_ms: stats.mean * 1e3, overhead_fraction: mean((t) => t.overheadFraction), messaging_fraction: mean((t) => t.messagingFraction),
     bytes_posted: Math.round(mean((t) => t.bytesPosted)),
-    busy_ms: Array.from({ length: workers }, (_, w) => mean((t) => t.workers[w]!.busyMs).toFixed(1)).join('/'),
-    idle_ms: Array.from({ length: workers }, (_, w) => mean((t) => t.workers[w]!.idleMs).toFixed(1)).join('/'),
+    busy_ms: perWorker((w) => w.busyMs), idle_ms: perWorker((w) => w.idleMs), stolen_chunks: perWorker((w) => w.stolen),
     samples: stats.sample.length,
   };
+}
+
+/**
+ * How many times faster `many` steps than `one`, stepping them alternately for `maxTime` seconds
+ * (at least 6 pairs) so that this machine's swings hit both alike: the median and quartiles of
+ * the per-pair ratios. Also the contention: the median of how much more worker time (summed over
+ * workers) `many` spends on the same step than `one`, which is the host's, not the engine's.
+ */
+export async function interleavedScaling(one: SwitchStepper, many: SwitchStepper, maxTime: number): Promise<Row> {
+  const ratios: number[] = [], contention: number[] = [];
+  const busy = (s: SwitchStepper) => s.timing().workers.reduce((sum, w) => sum + w.busyMs, 0);
+  const timed = async (s: SwitchStepper) => { const start = performance.now(); await s.step(); return performance.now() - start; };
+  const until = performance.now() + maxTime * 1000;
+  for (let i = 0; i < 6 || performance.now() < until; i++) {
+    const [first, second] = i % 2 ? [many, one] : [one, many];
+    const a = await timed(first), b = await timed(second);
+    const [oneMs, manyMs] = first === one ? [a, b] : [b, a];
+    ratios.push(oneMs / manyMs);
+    contention.push(busy(many) / busy(one));
+  }
+  const q = (values: number[], p: number) => [...values].sort((x, y) => x - y)[Math.floor(p * (values.length - 1))]!;
+  return { scaling: q(ratios, 0.5), scaling_q1: q(ratios, 0.25), scaling_q3: q(ratios, 0.75), contention: q(contention, 0.5), pairs: ratios.length };
 }
 
 /** A preset's model on `workers` threads (0: this one), stepping on a fixed random batch as the trainer steps. */

@@ -5,14 +5,17 @@ import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import {
-  type ExpertWeights, expertBuffers, expertInputGradient, expertInputs, expertOutputGradient, expertOutputs, ffnBackward, ffnForward,
-  gateGradients,
+  type ExpertWeights, expertBuffers, expertInputGradient, expertInputs, expertOutputGradient, expertOutputs, expertRows, ffnBackward,
+  ffnForward, gateGradients,
 } from '../model/expert.js';
 import { routerBackward } from '../model/router.js';
 import { type LinearParams, attentionShardBackward, attentionShardForward } from '../model/attention.js';
 import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp.js';
+import { ChunkBoard } from './chunk-board.js';
 import { Doorbell } from './doorbell.js';
-import type { AttentionMessage, ExpertDevice, FfnMessage, RouterJob, StepMessage, WorkerMessage } from './messages.js';
+import {
+  type AttentionMessage, type ExpertDevice, type FfnMessage, type RouterJob, SLOW_MS, type StepMessage, type WorkerMessage,
+} from './messages.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
@@ -75,7 +78,7 @@ async function serve(task: ServeTask): Promise<void> {
     if (m.kind === 'stop') return;
     bell.begin(w, seq);
     try {
-      bell.end(w, seq, await run(m));
+      bell.end(w, seq, await run(m, w));
     } catch (error) {
       task.port.postMessage({ error });
       bell.end(w, seq, NaN);
@@ -83,15 +86,16 @@ async function serve(task: ServeTask): Promise<void> {
   }
 }
 
-/** Computes one request; returns the milliseconds it took. */
-async function run(m: WorkerMessage): Promise<number> {
+/** Computes one request as worker w; returns the milliseconds it took. */
+async function run(m: WorkerMessage, w: number): Promise<number> {
   if (m.fault === 'throw') throw new Error('injected fault');
   if (m.fault === 'exit') process.exit(1);
   if (m.fault === 'hang') for (;;) { /* spin until the pool's timeout terminates this thread */ }
+  if (m.fault === 'slow') Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, SLOW_MS);
   const began = performance.now();
   if (m.kind === 'ffn') runFfn(m);
   else if (m.kind === 'attention') runAttention(m);
-  else await runExperts(m);
+  else await runExperts(m, w);
   return performance.now() - began;
 }
 
@@ -160,29 +164,71 @@ function runRouter(m: StepMessage, job: RouterJob): void {
   });
 }
 
-async function runExperts(m: StepMessage): Promise<void> {
+/**
+ * Worker w's part of a Switch layer phase (engine/chunk-board.ts): the router's backward if it was
+ * given one, its own experts, then chunks of other workers' experts while any are left. A gpu.js
+ * worker computes its own experts whole and takes nothing: its pipelines are built per row count.
+ */
+async function runExperts(m: StepMessage, w: number): Promise<void> {
   if (m.router) runRouter(m, m.router);
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
   const T = m.tokens, slots = T * m.topK;
   const dropout = m.training && m.layer.dropoutRate > 0;
   const ffn = gpujs && await gpujs;
-  for (const job of m.jobs) {
-    const buffers = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
-    const a = { tokens: arena.i32At(job.tokens, job.n), gates: arena.f32At(job.gates, job.n), slots: arena.i32At(job.slots, job.n) };
-    const w = weights(m, job.expert, false);
+  const { sharing } = m;
+  const slotCount = sharing.workers * sharing.perWorker;
+  const board = new ChunkBoard(arena.i32At(sharing.board, ChunkBoard.words(sharing.jobs, slotCount, sharing.workers)), sharing.jobs, slotCount, sharing.workers);
+  let slotsUsed = 0;
+
+  /** Chunks [first, end) of job i: by its owner (`stolen` false) or by a worker that finished its own. */
+  const compute = async (i: number, first: number, end: number, stolen: boolean) => {
+    const job = m.jobs[i]!;
+    const r0 = first * job.chunkRows, r1 = Math.min(job.n, end * job.chunkRows);
+    const whole = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
+    const assigned = { tokens: arena.i32At(job.tokens, job.n), gates: arena.f32At(job.gates, job.n), slots: arena.i32At(job.slots, job.n) };
+    const { buffers, assignment: a } = expertRows(shape, whole, assigned, r0, r1);
+    const params = weights(m, job.expert, false);
     if (m.phase === 'forward') {
       expertInputs(kernels, shape, buffers, arena.f32At(m.x, T * d), a.tokens,
-        dropout ? { rate: m.layer.dropoutRate, seed: m.layer.seed, step: m.step, layerIndex: m.layer.layerIndex, expert: job.expert } : undefined);
-      if (ffn) await ffn.forward(shape, w, buffers);
-      else ffnForward(kernels, shape, w, buffers);
+        dropout ? { rate: m.layer.dropoutRate, seed: m.layer.seed, step: m.step, layerIndex: m.layer.layerIndex, expert: job.expert } : undefined, r0);
+      if (ffn) await ffn.forward(shape, params, buffers);
+      else ffnForward(kernels, shape, params, buffers);
       expertOutputs(kernels, shape, buffers, a, arena.f32At(m.ySlots, slots * d));
     } else {
       expertOutputGradient(kernels, shape, buffers, arena.f32At(m.dy, T * d), a);
-      const grads = weights(m, job.expert, true);
-      if (ffn) await ffn.backward(shape, w, buffers, grads);
-      else ffnBackward(kernels, shape, w, buffers, grads);
+      // The owner's chunks, and a stolen chunk 0, write the expert's gradients; any other stolen chunk a partial slot.
+      const partial = stolen && first > 0;
+      const slot = w * sharing.perWorker + slotsUsed;
+      const grads = partial ? partialSlot(m, slot) : weights(m, job.expert, true);
+      if (ffn) await ffn.backward(shape, params, buffers, grads);
+      else ffnBackward(kernels, shape, params, buffers, grads, !stolen && first > 0);
       expertInputGradient(kernels, shape, buffers, a, arena.f32At(m.dxSlots, slots * d));
+      if (partial) { board.fillSlot(slot, i, first); slotsUsed++; }
+    }
+    board.count(w, r1 - r0, stolen);
+  };
+
+  for (const i of m.own) {
+    for (;;) {
+      const run = board.claimFront(i, ffn || !board.anyIdle() ? Infinity : 1);
+      if (!run) break;
+      await compute(i, run[0], run[1], false);
     }
   }
+  if (ffn) return;
+  board.becomeIdle();
+  // In backward a stolen chunk other than an expert's first needs a partial slot; with none left, stop.
+  while (m.phase === 'forward' || slotsUsed < sharing.perWorker) {
+    const taken = board.claimBack();
+    if (!taken) break;
+    await compute(taken[0], taken[1], taken[1] + 1, true);
+  }
+}
+
+/** Partial slot s of the phase's sharing: one expert's worth of weight gradients. */
+function partialSlot(m: StepMessage, s: number): ExpertWeights {
+  const { d, f, gGate } = m.layer;
+  const size = d * f, at = m.sharing.partials + s * (gGate >= 0 ? 3 : 2) * size * 4;
+  return { wIn: arena.f32At(at, size), wOut: arena.f32At(at + size * 4, size), ...(gGate >= 0 && { wGate: arena.f32At(at + 2 * size * 4, size) }) };
 }

@@ -25,6 +25,8 @@ export interface LayerRef {
 export interface ExpertJob {
   expert: number;
   n: number;
+  /** Rows per chunk that other workers may take (model/expert.ts CHUNK_ROWS; n: the expert stays whole). */
+  chunkRows: number;
   /** Byte offsets of the expert's token indices, gates, slots (n each) and its buffer block. */
   tokens: number; gates: number; slots: number;
   block: number; blockLength: number;
@@ -42,7 +44,22 @@ export interface RouterJob {
   experts: ExpertJob[];
 }
 
-export type Fault = 'throw' | 'exit' | 'hang';
+/** 'slow': for tests, the worker sleeps SLOW_MS before computing, so that the others take its chunks. */
+export type Fault = 'throw' | 'exit' | 'hang' | 'slow';
+export const SLOW_MS = 400;
+
+/**
+ * Where a phase's work sharing lives (engine/chunk-board.ts), as byte offsets: the board's words
+ * (sized for `jobs` jobs and `workers` workers), and the partial slots (each d·f floats per
+ * weight: w_in, w_out, w_gate), `perWorker` of them for each worker, worker w's first at w · perWorker.
+ */
+export interface SharingRef {
+  board: number;
+  jobs: number;
+  workers: number;
+  partials: number;
+  perWorker: number;
+}
 
 /** A Switch layer's experts for one phase of a step. */
 export interface StepMessage {
@@ -59,7 +76,10 @@ export interface StepMessage {
   ySlots: number;
   dy: number;
   dxSlots: number;
+  /** Every expert with tokens this step (any worker may take their chunks), and which of them this worker owns, in the order to compute them. */
   jobs: ExpertJob[];
+  own: number[];
+  sharing: SharingRef;
   /** Backward only, to one worker: the router's backward. */
   router?: RouterJob;
   /** Fault injection for tests: the worker fails this way instead of computing. */
@@ -113,9 +133,9 @@ export function layerRef(layer: SwitchLayer): LayerRef {
   };
 }
 
-export function expertJob(task: ExpertTask): ExpertJob {
+export function expertJob(task: ExpertTask, chunkRows: number): ExpertJob {
   return {
-    expert: task.expert, n: task.tokens.length,
+    expert: task.expert, n: task.tokens.length, chunkRows,
     tokens: task.tokens.byteOffset, gates: task.gates.byteOffset, slots: task.slots.byteOffset,
     block: task.block.byteOffset, blockLength: task.block.length,
   };

@@ -7,10 +7,12 @@ import { serialize } from 'node:v8';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
+import { CHUNK_ROWS } from '../model/expert.js';
 import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { type Backend, type DevicePlan, planDevices, uniformPlan } from './devices.js';
-import { type ExpertJob, type Fault, type StepMessage, expertJob, layerRef, routerJob } from './messages.js';
+import { ChunkBoard } from './chunk-board.js';
+import { type Fault, type StepMessage, expertJob, layerRef, routerJob } from './messages.js';
 import { Placement } from './placement.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -42,8 +44,12 @@ export interface EngineOptions extends SwitchLayerOptions {
 
 export interface WorkerTiming {
   worker: number;
+  /** The experts placed on it. */
   experts: number[];
+  /** Expert rows it computed in the step's phases (forward and backward each count a row once). */
   tokens: number;
+  /** Chunks it took from other workers' experts (engine/chunk-board.ts). */
+  stolen: number;
   busyMs: number;
   idleMs: number;
 }
@@ -70,6 +76,8 @@ export class SwitchEngine {
   private readonly faults = new Map<number, Fault>();
   private clock = newClock(0);
   private timing: Omit<StepTiming, 'bytesPosted'> | undefined;
+  /** The workers' shared chunk board, and (once a backward has run with more than one worker) the thieves' partial slots. */
+  private sharing: { board: ChunkBoard; words: Int32Array; perWorker: number; partials?: Float32Array } | undefined;
 
   constructor(options: EngineOptions) {
     const {
@@ -140,6 +148,10 @@ export class SwitchEngine {
   async close(): Promise<void> {
     await this.started?.catch(() => {}); // a failed start has no threads to end
     if (this.ownsPool) await this.pool?.close();
+    if (this.sharing) {
+      this.kernels.free(this.sharing.words);
+      if (this.sharing.partials) this.kernels.free(this.sharing.partials);
+    }
     this.layer.dispose();
   }
 
@@ -149,29 +161,37 @@ export class SwitchEngine {
   }
 
   /**
-   * Runs the phase's tasks on their workers. In backward, the router's backward goes to the worker
-   * with the fewest tokens: it needs none of the experts' results, and the main thread waiting
-   * for them would otherwise hold a core that a worker needs.
+   * Runs the phase's tasks: each worker its own experts (the placement's), heaviest first, then
+   * chunks of any expert still unclaimed (engine/chunk-board.ts); then adds the stolen chunks'
+   * partial weight gradients. In backward, the router's backward goes to the worker with the
+   * fewest tokens: it needs none of the experts' results, and the main thread waiting for them
+   * would otherwise hold a core that a worker needs.
    */
   private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[]): Promise<void> {
     const s = this.layer.state!;
     const layer = layerRef(this.layer);
     const pool = this.pool!, placement = this.placement!;
-    const jobs: ExpertJob[][] = Array.from({ length: pool.size }, () => []);
-    for (const task of tasks) jobs[placement.owner[task.expert]!]!.push(expertJob(task));
+    const sharing = this.shareWork(phase);
+    const whole = (w: number) => pool.devices[w]!.kind === 'gpujs'; // its experts are not cut
+    const jobs = tasks.map((t) => expertJob(t, whole(placement.owner[t.expert]!) ? t.tokens.length : CHUNK_ROWS));
+    sharing.board.reset(jobs.map((j) => Math.ceil(j.n / j.chunkRows)));
+    const own = Array.from({ length: pool.size }, (_, w) => jobs.flatMap((j, i) => (placement.owner[j.expert] === w ? [i] : []))
+      .sort((a, b) => jobs[b]!.n - jobs[a]!.n || a - b));
     const start = performance.now();
-    const load = (w: number) => jobs[w]!.reduce((n, j) => n + j.n, 0) / pool.speeds[w]!;
-    const lightest = phase === 'backward' ? jobs.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
-    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays(), jobs.flat()) : undefined;
-    const messages = jobs.map((list, w): StepMessage | undefined => {
-      if (list.length === 0 && w !== lightest) return undefined;
+    const load = (w: number) => own[w]!.reduce((n, i) => n + jobs[i]!.n, 0) / pool.speeds[w]!;
+    const lightest = phase === 'backward' ? own.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
+    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays(), jobs) : undefined;
+    const ref = {
+      board: sharing.words.byteOffset, jobs: this.layer.config.numExperts, workers: pool.size, partials: sharing.partials?.byteOffset ?? -1, perWorker: sharing.perWorker,
+    };
+    const messages = own.map((mine, w): StepMessage => {
       const fault = this.faults.get(w);
       this.faults.delete(w);
       return {
         kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, topK: this.layer.config.topK, layer,
         x: s.x.byteOffset, ySlots: s.ySlots.byteOffset,
         dy: s.dy?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
-        jobs: list, ...(w === lightest && { router }), ...(fault && { fault }),
+        jobs, own: mine, sharing: ref, ...(w === lightest && { router }), ...(fault && { fault }),
       };
     });
     const reports = await pool.runAll(messages);
@@ -180,24 +200,56 @@ export class SwitchEngine {
     reports.forEach(({ busyMs: busy }, w) => {
       this.clock.busy[w]! += busy;
       this.clock.idle[w]! += Math.max(0, wall - busy);
+      this.clock.tokens[w]! += sharing.board.tokens(w);
+      this.clock.stolen[w]! += sharing.board.stolen(w);
       critical = Math.max(critical, busy);
     });
     this.clock.criticalMs += critical;
     this.clock.messagingMs += Math.max(0, wall - critical);
-    for (const m of messages) if (m) this.clock.crossed.push(m);
+    this.clock.crossed.push(...messages);
+    if (phase === 'backward') this.addPartials(tasks);
+  }
+
+  /** The board (made once the pool is known), and for a backward with more than one worker, the partial slots. */
+  private shareWork(phase: StepMessage['phase']): NonNullable<SwitchEngine['sharing']> {
+    const workers = this.pool!.size, E = this.layer.config.numExperts;
+    if (!this.sharing) {
+      // About as much memory in all as the experts' gradients, and at least two slots a worker.
+      const perWorker = workers > 1 ? Math.max(2, Math.ceil(E / workers)) : 0;
+      const words = this.kernels.allocI32(ChunkBoard.words(E, perWorker * workers, workers));
+      this.sharing = { board: new ChunkBoard(words, E, perWorker * workers, workers), words, perWorker };
+    }
+    if (phase === 'backward' && this.sharing.perWorker > 0 && !this.sharing.partials) {
+      const { dModel: d, dFF: f, activation } = this.layer.config;
+      this.sharing.partials = this.kernels.allocF32(this.sharing.perWorker * workers * (activation === 'swiglu' ? 3 : 2) * d * f);
+    }
+    return this.sharing;
+  }
+
+  /** Each stolen chunk's partial weight gradients, added to its expert's in chunk order (the order one GEMM sums them in). */
+  private addPartials(tasks: ExpertTask[]): void {
+    const { board, partials } = this.sharing!;
+    const size = this.layer.config.dModel * this.layer.config.dFF;
+    const per = this.layer.grads.wGate ? 3 : 2;
+    for (const [slot, i] of board.filledSlots()) {
+      const g = this.layer.expertWeights(tasks[i]!.expert, this.layer.grads);
+      [g.wIn, g.wOut, g.wGate].forEach((grad, k) => {
+        if (!grad) return;
+        const at = (slot * per + k) * size;
+        this.kernels.add(partials!.subarray(at, at + size), grad, grad);
+      });
+    }
   }
 
   private finishTiming(): void {
     const stepMs = performance.now() - this.clock.start;
     const shards = this.placement!.shards();
-    const kept = this.layer.state!.routing.keptPerExpert;
     this.timing = {
       stepMs,
       overheadFraction: Math.max(0, stepMs - this.clock.criticalMs) / stepMs,
       messagingFraction: this.clock.messagingMs / stepMs,
       workers: shards.map((experts, w) => ({
-        worker: w, experts, tokens: experts.reduce((sum, e) => sum + kept[e]!, 0),
-        busyMs: this.clock.busy[w]!, idleMs: this.clock.idle[w]!,
+        worker: w, experts, tokens: this.clock.tokens[w]!, stolen: this.clock.stolen[w]!, busyMs: this.clock.busy[w]!, idleMs: this.clock.idle[w]!,
       })),
     };
   }
@@ -206,6 +258,7 @@ export class SwitchEngine {
 function newClock(workers: number) {
   return {
     start: performance.now(), criticalMs: 0, messagingMs: 0, busy: new Array<number>(workers).fill(0), idle: new Array<number>(workers).fill(0),
+    tokens: new Array<number>(workers).fill(0), stolen: new Array<number>(workers).fill(0),
     /** The messages that crossed threads this step (reports come back through shared memory). */
     crossed: [] as object[],
   };

@@ -43,6 +43,15 @@ export interface Assignment {
 /** Training-time randomness of one expert in one step; absent in evaluation. */
 export interface ExpertDropout { rate: number; seed: number; step: number; layerIndex: number; expert: number }
 
+/**
+ * An expert's tokens in chunks of this many rows: a worker that has run out of its own experts
+ * takes chunks of another's (engine/chunk-board.ts), and each chunk draws its own dropout mask.
+ * 256 is the WebAssembly GEMM's depth block (KC in kernels/wasm/assembly/gemm.ts): a weight
+ * gradient over a run of chunks is summed one block per chunk, so chunks computed apart and added
+ * in chunk order give the same bits as one GEMM over the run.
+ */
+export const CHUNK_ROWS = 256;
+
 // Every buffer starts on a 64-byte boundary.
 const pad = (floats: number) => Math.ceil(floats / 16) * 16;
 
@@ -70,6 +79,19 @@ export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dr
   return b as ExpertBuffers;
 }
 
+/** Rows [r0, r1) of an expert's buffers and assignment (views): what a run of its chunks computes on. */
+export function expertRows(s: ExpertShape, b: ExpertBuffers, a: Assignment, r0: number, r1: number): { buffers: ExpertBuffers; assignment: Assignment } {
+  const buffers: Partial<ExpertBuffers> = {};
+  for (const name of Object.keys(b) as (keyof ExpertBuffers)[]) {
+    const width = name === 'x' || name === 'out' || name === 'dOut' || name === 'dx' ? s.d : s.f;
+    buffers[name] = b[name]!.subarray(r0 * width, r1 * width);
+  }
+  return {
+    buffers: buffers as ExpertBuffers,
+    assignment: { tokens: a.tokens.subarray(r0, r1), gates: a.gates.subarray(r0, r1), slots: a.slots.subarray(r0, r1) },
+  };
+}
+
 /** Forward for the assigned tokens of x [T×d]: gate · out into their rows of ySlots [T·k×d]. */
 export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, x: Float32Array,
   a: Assignment, ySlots: Float32Array, dropout?: ExpertDropout): void {
@@ -78,15 +100,21 @@ export function expertForward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: E
   expertOutputs(k, s, b, a, ySlots);
 }
 
-/** What the FFN reads: the expert's rows of x into b.x, and this step's dropout mask into b.mask. */
+/**
+ * What the FFN reads: the expert's rows of x into b.x, and this step's dropout mask into b.mask.
+ * `firstRow`: b's first row within the expert (a multiple of CHUNK_ROWS), which keys the mask.
+ */
 export function expertInputs(k: Kernels, s: ExpertShape, b: ExpertBuffers, x: Float32Array, tokens: Int32Array,
-  dropout?: ExpertDropout): void {
+  dropout?: ExpertDropout, firstRow = 0): void {
   k.gatherRows(x, tokens, tokens.length, s.d, b.x);
   if (dropout && dropout.rate > 0) {
     const mask = b.mask!;
-    const rng = new Rng(dropout.seed, dropout.step, dropout.layerIndex, 'expert-dropout', dropout.expert);
     const keep = 1 / (1 - dropout.rate);
-    for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < dropout.rate ? 0 : keep;
+    for (let r = 0; r < tokens.length; r += CHUNK_ROWS) {
+      const rng = new Rng(dropout.seed, dropout.step, dropout.layerIndex, 'expert-dropout', dropout.expert, (firstRow + r) / CHUNK_ROWS);
+      const end = Math.min(tokens.length, r + CHUNK_ROWS) * s.f;
+      for (let i = r * s.f; i < end; i++) mask[i] = rng.uniform() < dropout.rate ? 0 : keep;
+    }
   }
 }
 
@@ -146,21 +174,24 @@ export function expertInputGradient(k: Kernels, s: ExpertShape, b: ExpertBuffers
   k.scatterRows(b.dx, a.slots, a.slots.length, s.d, dxSlots);
 }
 
-/** The FFN's backward from b.dOut: the weight gradients into `grads` (overwriting) and b.dx. */
-export function ffnBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, grads: ExpertWeights): void {
+/**
+ * The FFN's backward from b.dOut: the weight gradients into `grads` (overwriting, or adding to
+ * them with `accumulate`: a run of chunks that continues an earlier run) and b.dx.
+ */
+export function ffnBackward(k: Kernels, s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, grads: ExpertWeights, accumulate = false): void {
   const d = s.d, f = s.f, n = b.x.length / d;
-  k.gemm('tn', f, d, n, b.h, b.dOut, grads.wOut, false); // dW_out = hᵀ·dOut
+  k.gemm('tn', f, d, n, b.h, b.dOut, grads.wOut, accumulate); // dW_out = hᵀ·dOut
   k.gemm('nt', n, f, d, b.dOut, w.wOut, b.dh, false); // dh = dOut·W_outᵀ
   if (b.mask) k.multiply(b.dh, b.mask, b.dh);
   if (s.activation === 'swiglu') {
     k.swigluBackward(b.g!, b.a, b.dh, b.dg!, b.dh); // dh becomes da
-    k.gemm('tn', d, f, n, b.x, b.dg!, grads.wGate!, false);
+    k.gemm('tn', d, f, n, b.x, b.dg!, grads.wGate!, accumulate);
     k.gemm('nt', n, d, f, b.dg!, w.wGate!, b.dx, false);
   } else if (s.activation === 'gelu') {
     k.geluBackward(b.a, b.dh, b.dh);
   } else {
     k.reluBackward(b.a, b.dh, b.dh);
   }
-  k.gemm('tn', d, f, n, b.x, b.dh, grads.wIn, false); // dW_in = xᵀ·da
+  k.gemm('tn', d, f, n, b.x, b.dh, grads.wIn, accumulate); // dW_in = xᵀ·da
   k.gemm('nt', n, d, f, b.dh, w.wIn, b.dx, s.activation === 'swiglu'); // dx = da·W_inᵀ (+ dg·W_gateᵀ)
 }

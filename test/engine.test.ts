@@ -87,18 +87,44 @@ describe('placement', () => {
   it('keeps per-worker token load even, and reports busy and idle time per worker', async () => {
     const e = engine({ dModel: 16, dFF: 32, numExperts: 8, workers: 2, seed: 3 });
     const { x, dy } = inputs(e.config, 512);
-    await e.forward(x, 512);
+    const { stats } = await e.forward(x, 512);
     await e.backward(dy);
     const t = e.lastTiming();
     const tokens = t.workers.map((w) => w.tokens);
-    expect(tokens.reduce((a, b) => a + b, 0)).toBe(512 - (await e.forward(x, 512)).stats.dropped);
-    expect(Math.max(...tokens) - Math.min(...tokens)).toBeLessThanOrEqual(Math.max(...e.layer.state!.routing.keptPerExpert));
+    expect(tokens.reduce((a, b) => a + b, 0)).toBe(2 * (512 - stats.dropped)); // each kept row once per phase
+    // The placement's load (who computes follows the real speeds: 'work sharing' below).
+    const owned = t.workers.map((w) => w.experts.reduce((n, ex) => n + stats.keptPerExpert[ex]!, 0));
+    expect(Math.max(...owned) - Math.min(...owned)).toBeLessThanOrEqual(Math.max(...stats.keptPerExpert));
     for (const w of t.workers) {
       expect(w.busyMs).toBeGreaterThan(0);
       expect(w.idleMs).toBeGreaterThanOrEqual(0);
     }
     expect(t.overheadFraction).toBeGreaterThan(0);
     expect(t.overheadFraction).toBeLessThan(1);
+  });
+});
+
+describe('work sharing', () => {
+  // Enough tokens that each expert has several chunks (CHUNK_ROWS), so chunks other than the first are taken.
+  it.each([
+    ['relu top-1', { dModel: 16, dFF: 24, numExperts: 3 }],
+    ['swiglu top-2 with dropout and jitter', { dModel: 12, dFF: 20, numExperts: 3, topK: 2, activation: 'swiglu', expertDropout: 0.3, routerJitter: 0.1 }],
+  ] as [string, SwitchLayerOptions][])('a slow worker\'s chunks go to the others, and the step is exactly the in-process one (%s)', async (_name, o) => {
+    const T = 1600, step = 4;
+    const e = engine({ ...o, workers: 2, seed: 9 });
+    const { x, dy } = inputs(o, T);
+    e.injectFault(0, 'slow');
+    const { y, stats } = await e.forward(x, T, { training: true, step });
+    const forward = e.lastTiming();
+    const yCopy = Float32Array.from(y);
+    e.injectFault(0, 'slow');
+    const result = snapshot(yCopy, await e.backward(dy), e, stats);
+    const t = e.lastTiming();
+    expect(forward.workers[1]!.stolen, 'chunks taken in forward').toBeGreaterThan(0);
+    expect(t.workers[1]!.stolen - forward.workers[1]!.stolen, 'chunks taken in backward').toBeGreaterThan(0);
+    const own = (w: number) => t.workers[w]!.experts.reduce((n, ex) => n + stats.keptPerExpert[ex]!, 0);
+    expect(t.workers[1]!.tokens).toBeGreaterThan(2 * own(1));
+    expect(result).toEqual(runLayer(o, T, step));
   });
 });
 

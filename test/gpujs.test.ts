@@ -128,7 +128,7 @@ describe('placement by device speed', () => {
 });
 
 describe('a WebAssembly worker and a gpu.js worker in one pool', () => {
-  it('places experts by speed and gives the in-process layer\'s numbers', async () => {
+  it('places experts by speed and gives the in-process layer\'s numbers, whichever worker computes them', async () => {
     const wasm = createKernels({ backend: 'wasm' }) as WasmKernels;
     const pool = WorkerPool.forKernels(wasm, { devices: [{ kind: 'wasm' }, { kind: 'gpujs', mode: 'webasm' }], speeds: [1, 3] }, 60_000);
     const o = { dModel: 16, dFF: 24, numExperts: 8, capacityFactor: 2, activation: 'gelu' as const };
@@ -138,12 +138,16 @@ describe('a WebAssembly worker and a gpu.js worker in one pool', () => {
       const T = 64, rng = new Rng('mixed-pool');
       const x = rng.fillNormal(new Float32Array(T * o.dModel)), dy = rng.fillNormal(new Float32Array(T * o.dModel));
       const want = { y: Float32Array.from(layer.forward(x, T).y), dx: Float32Array.from(layer.backward(dy)) };
-      const y = Float32Array.from((await engine.forward(x, T)).y), dx = await engine.backward(dy);
+      const { y: engineY, stats } = await engine.forward(x, T);
+      const y = Float32Array.from(engineY), dx = await engine.backward(dy);
       expect(relativeError(y, want.y)).toBeLessThan(1e-4);
       expect(relativeError(dx, want.dx)).toBeLessThan(1e-4);
       for (const name of ['router', 'wIn', 'wOut'] as const) expect(relativeError(engine.grads[name], layer.grads[name]), name).toBeLessThan(1e-4);
       const [cpu, gpujs] = engine.lastTiming().workers;
-      expect(gpujs!.tokens).toBeGreaterThan(2 * cpu!.tokens); // three times the speed: about three times the tokens
+      const owned = (w: typeof cpu) => w!.experts.reduce((n, e) => n + stats.keptPerExpert[e]!, 0);
+      expect(owned(gpujs)).toBeGreaterThan(2 * owned(cpu)); // three times the speed: about three times the tokens
+      // Who computed what follows the real speeds (the wasm worker takes whole experts the other has not begun).
+      expect(cpu!.tokens + gpujs!.tokens).toBe(2 * (T - stats.dropped));
     } finally {
       layer.dispose();
       await engine.close();
