@@ -14,7 +14,8 @@ import { type MlpWeights, mlpShardBackward, mlpShardForward } from '../model/mlp
 import { ChunkBoard } from './chunk-board.js';
 import { Doorbell } from './doorbell.js';
 import {
-  type AttentionMessage, type ExpertDevice, type FfnMessage, type RouterJob, SLOW_MS, type StepMessage, type WorkerMessage,
+  type AttentionMessage, type ExpertDevice, type ExpertJob, type FfnMessage, PLAN_ROW, type RouterJob, SLOW_MS, type StepMessage,
+  type WorkerMessage, readPlan,
 } from './messages.js';
 
 export interface ExpertWorkerData {
@@ -144,14 +145,14 @@ function runAttention(m: AttentionMessage): void {
 }
 
 /** The router's backward: the gates' gradients from every expert's forward output, then the rest (model/router.ts). */
-function runRouter(m: StepMessage, job: RouterJob): void {
+function runRouter(m: StepMessage, job: RouterJob, jobs: ExpertJob[]): void {
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
   const { numExperts: E, topK: k } = job.config;
   const T = m.tokens;
   const dropout = m.training && m.layer.dropoutRate > 0;
   const dy = arena.f32At(m.dy, T * d), dGates = arena.f32At(job.dGates, T * k);
-  for (const e of job.experts) {
+  for (const e of jobs) {
     const buffers = expertBuffers(arena.f32At(e.block, e.blockLength), shape, e.n, dropout);
     const a = { tokens: arena.i32At(e.tokens, e.n), gates: arena.f32At(e.gates, e.n), slots: arena.i32At(e.slots, e.n) };
     gateGradients(shape, buffers, dy, a, dGates);
@@ -170,7 +171,8 @@ function runRouter(m: StepMessage, job: RouterJob): void {
  * worker computes its own experts whole and takes nothing: its pipelines are built per row count.
  */
 async function runExperts(m: StepMessage, w: number): Promise<void> {
-  if (m.router) runRouter(m, m.router);
+  const jobs = readPlan(arena.i32At(m.plan, m.jobs * PLAN_ROW), m.jobs);
+  if (m.router) runRouter(m, m.router, jobs);
   const { d, f, activation } = m.layer;
   const shape = { d, f, activation };
   const T = m.tokens, slots = T * m.topK;
@@ -183,7 +185,7 @@ async function runExperts(m: StepMessage, w: number): Promise<void> {
 
   /** Chunks [first, end) of job i: by its owner (`stolen` false) or by a worker that finished its own. */
   const compute = async (i: number, first: number, end: number, stolen: boolean) => {
-    const job = m.jobs[i]!;
+    const job = jobs[i]!;
     const r0 = first * job.chunkRows, r1 = Math.min(job.n, end * job.chunkRows);
     const whole = expertBuffers(arena.f32At(job.block, job.blockLength), shape, job.n, dropout);
     const assigned = { tokens: arena.i32At(job.tokens, job.n), gates: arena.f32At(job.gates, job.n), slots: arena.i32At(job.slots, job.n) };
@@ -209,7 +211,8 @@ async function runExperts(m: StepMessage, w: number): Promise<void> {
     board.count(w, r1 - r0, stolen);
   };
 
-  for (const i of m.own) {
+  for (const expert of m.own) {
+    const i = jobs.findIndex((job) => job.expert === expert);
     for (;;) {
       const run = board.claimFront(i, ffn || !board.anyIdle() ? Infinity : 1);
       if (!run) break;

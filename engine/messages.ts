@@ -34,14 +34,13 @@ export interface ExpertJob {
 
 /**
  * The router's backward (model/router.ts), given to one worker in the backward phase: byte
- * offsets of RouterBackwardArrays (jitter −1 when absent), and every expert's forward output and
- * assignments, from which the gates' gradients come.
+ * offsets of RouterBackwardArrays (jitter −1 when absent). The gates' gradients come from every
+ * expert's forward output, which the plan locates.
  */
 export interface RouterJob {
   config: RouterConfig;
   probs: number; lse: number; expertIndex: number; gates: number; tokensPerExpert: number;
   xr: number; weight: number; jitter: number; dGates: number; dLogits: number; dWeight: number; dx: number;
-  experts: ExpertJob[];
 }
 
 /** 'slow': for tests, the worker sleeps SLOW_MS before computing, so that the others take its chunks. */
@@ -76,8 +75,10 @@ export interface StepMessage {
   ySlots: number;
   dy: number;
   dxSlots: number;
-  /** Every expert with tokens this step (any worker may take their chunks), and which of them this worker owns, in the order to compute them. */
-  jobs: ExpertJob[];
+  /** The dispatch plan in shared memory: byte offset of `jobs` rows (writePlan), every expert with tokens this step. */
+  plan: number;
+  jobs: number;
+  /** The experts this worker owns, in the order to compute them; any worker may take chunks of any expert in the plan. */
   own: number[];
   sharing: SharingRef;
   /** Backward only, to one worker: the router's backward. */
@@ -141,13 +142,28 @@ export function expertJob(task: ExpertTask, chunkRows: number): ExpertJob {
   };
 }
 
-export function routerJob(config: RouterConfig, a: RouterBackwardArrays, experts: ExpertJob[]): RouterJob {
+export function routerJob(config: RouterConfig, a: RouterBackwardArrays): RouterJob {
   const { dModel, numExperts, topK, auxLossCoef, zLossCoef, normalizeTopK } = config;
   return {
     config: { dModel, numExperts, topK, auxLossCoef, zLossCoef, normalizeTopK },
     probs: a.probs.byteOffset, lse: a.lse.byteOffset, expertIndex: a.expertIndex.byteOffset, gates: a.gates.byteOffset,
     tokensPerExpert: a.tokensPerExpert.byteOffset, xr: a.xr.byteOffset, weight: a.weight.byteOffset, jitter: a.jitter?.byteOffset ?? -1,
     dGates: a.dGates.byteOffset, dLogits: a.dLogits.byteOffset, dWeight: a.dWeight.byteOffset, dx: a.dx.byteOffset,
-    experts,
   };
+}
+
+const PLAN_FIELDS = ['expert', 'n', 'chunkRows', 'tokens', 'gates', 'slots', 'block', 'blockLength'] as const satisfies readonly (keyof ExpertJob)[];
+/** Int32 words per job in the plan. Byte offsets beyond 2 GB wrap to negative words; reading takes them back unsigned. */
+export const PLAN_ROW = PLAN_FIELDS.length;
+
+export function writePlan(plan: Int32Array, jobs: readonly ExpertJob[]): void {
+  jobs.forEach((job, i) => PLAN_FIELDS.forEach((field, k) => { plan[i * PLAN_ROW + k] = job[field]; }));
+}
+
+export function readPlan(plan: Int32Array, count: number): ExpertJob[] {
+  return Array.from({ length: count }, (_, i) => {
+    const job: Partial<ExpertJob> = {};
+    PLAN_FIELDS.forEach((field, k) => { job[field] = plan[i * PLAN_ROW + k]! >>> 0; });
+    return job as ExpertJob;
+  });
 }

@@ -12,7 +12,7 @@ import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } f
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { type Backend, type DevicePlan, planDevices, uniformPlan } from './devices.js';
 import { ChunkBoard } from './chunk-board.js';
-import { type Fault, type StepMessage, expertJob, layerRef, routerJob } from './messages.js';
+import { type Fault, PLAN_ROW, type StepMessage, expertJob, layerRef, routerJob, writePlan } from './messages.js';
 import { Placement } from './placement.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -75,9 +75,13 @@ export class SwitchEngine {
   private readonly ownsPool: boolean;
   private readonly faults = new Map<number, Fault>();
   private clock = newClock(0);
-  private timing: Omit<StepTiming, 'bytesPosted'> | undefined;
-  /** The workers' shared chunk board, and (once a backward has run with more than one worker) the thieves' partial slots. */
-  private sharing: { board: ChunkBoard; words: Int32Array; perWorker: number; partials?: Float32Array } | undefined;
+  /** When the step's last phase ended, from the clock's start; undefined before any step. */
+  private stepMs: number | undefined;
+  /**
+   * What the workers share in memory besides the layer's arrays: the dispatch plan, the chunk
+   * board, and (once a backward has run with more than one worker) the partial slots.
+   */
+  private sharing: { plan: Int32Array; board: ChunkBoard; words: Int32Array; perWorker: number; partials?: Float32Array } | undefined;
 
   constructor(options: EngineOptions) {
     const {
@@ -134,9 +138,18 @@ export class SwitchEngine {
 
   /** Where the time of the last step (forward, and backward if it ran) went. */
   lastTiming(): StepTiming {
-    if (!this.timing) throw new Error('engine: no step has run yet');
-    // Measured here, after the step: serializing to count is not part of a step's cost.
-    return { ...this.timing, bytesPosted: this.clock.crossed.reduce((sum, m) => sum + serialize(m).byteLength, 0) };
+    const { stepMs, clock } = this;
+    if (stepMs === undefined) throw new Error('engine: no step has run yet');
+    // Built here, after the step, not inside it: serializing to count bytes is not part of a step's cost.
+    return {
+      stepMs,
+      overheadFraction: Math.max(0, stepMs - clock.criticalMs) / stepMs,
+      messagingFraction: clock.messagingMs / stepMs,
+      bytesPosted: clock.crossed.reduce((sum, m) => sum + serialize(m).byteLength, 0),
+      workers: this.placement!.shards().map((experts, w) => ({
+        worker: w, experts, tokens: clock.tokens[w]!, stolen: clock.stolen[w]!, busyMs: clock.busy[w]!, idleMs: clock.idle[w]!,
+      })),
+    };
   }
 
   /** For tests: worker `w` fails its next message this way. */
@@ -149,6 +162,7 @@ export class SwitchEngine {
     await this.started?.catch(() => {}); // a failed start has no threads to end
     if (this.ownsPool) await this.pool?.close();
     if (this.sharing) {
+      this.kernels.free(this.sharing.plan);
       this.kernels.free(this.sharing.words);
       if (this.sharing.partials) this.kernels.free(this.sharing.partials);
     }
@@ -174,13 +188,14 @@ export class SwitchEngine {
     const sharing = this.shareWork(phase);
     const whole = (w: number) => pool.devices[w]!.kind === 'gpujs'; // its experts are not cut
     const jobs = tasks.map((t) => expertJob(t, whole(placement.owner[t.expert]!) ? t.tokens.length : CHUNK_ROWS));
+    writePlan(sharing.plan, jobs);
     sharing.board.reset(jobs.map((j) => Math.ceil(j.n / j.chunkRows)));
-    const own = Array.from({ length: pool.size }, (_, w) => jobs.flatMap((j, i) => (placement.owner[j.expert] === w ? [i] : []))
-      .sort((a, b) => jobs[b]!.n - jobs[a]!.n || a - b));
+    const own = Array.from({ length: pool.size }, (_, w) => jobs.filter((j) => placement.owner[j.expert] === w)
+      .sort((a, b) => b.n - a.n || a.expert - b.expert));
     const start = performance.now();
-    const load = (w: number) => own[w]!.reduce((n, i) => n + jobs[i]!.n, 0) / pool.speeds[w]!;
+    const load = (w: number) => own[w]!.reduce((n, j) => n + j.n, 0) / pool.speeds[w]!;
     const lightest = phase === 'backward' ? own.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
-    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays(), jobs) : undefined;
+    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays()) : undefined;
     const ref = {
       board: sharing.words.byteOffset, jobs: this.layer.config.numExperts, workers: pool.size, partials: sharing.partials?.byteOffset ?? -1, perWorker: sharing.perWorker,
     };
@@ -191,7 +206,7 @@ export class SwitchEngine {
         kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, topK: this.layer.config.topK, layer,
         x: s.x.byteOffset, ySlots: s.ySlots.byteOffset,
         dy: s.dy?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
-        jobs, own: mine, sharing: ref, ...(w === lightest && { router }), ...(fault && { fault }),
+        plan: sharing.plan.byteOffset, jobs: jobs.length, own: mine.map((j) => j.expert), sharing: ref, ...(w === lightest && { router }), ...(fault && { fault }),
       };
     });
     const reports = await pool.runAll(messages);
@@ -210,14 +225,14 @@ export class SwitchEngine {
     if (phase === 'backward') this.addPartials(tasks);
   }
 
-  /** The board (made once the pool is known), and for a backward with more than one worker, the partial slots. */
+  /** The plan and the board (made once the pool is known), and for a backward with more than one worker, the partial slots. */
   private shareWork(phase: StepMessage['phase']): NonNullable<SwitchEngine['sharing']> {
     const workers = this.pool!.size, E = this.layer.config.numExperts;
     if (!this.sharing) {
       // About as much memory in all as the experts' gradients, and at least two slots a worker.
       const perWorker = workers > 1 ? Math.max(2, Math.ceil(E / workers)) : 0;
       const words = this.kernels.allocI32(ChunkBoard.words(E, perWorker * workers, workers));
-      this.sharing = { board: new ChunkBoard(words, E, perWorker * workers, workers), words, perWorker };
+      this.sharing = { plan: this.kernels.allocI32(E * PLAN_ROW), board: new ChunkBoard(words, E, perWorker * workers, workers), words, perWorker };
     }
     if (phase === 'backward' && this.sharing.perWorker > 0 && !this.sharing.partials) {
       const { dModel: d, dFF: f, activation } = this.layer.config;
@@ -242,16 +257,7 @@ export class SwitchEngine {
   }
 
   private finishTiming(): void {
-    const stepMs = performance.now() - this.clock.start;
-    const shards = this.placement!.shards();
-    this.timing = {
-      stepMs,
-      overheadFraction: Math.max(0, stepMs - this.clock.criticalMs) / stepMs,
-      messagingFraction: this.clock.messagingMs / stepMs,
-      workers: shards.map((experts, w) => ({
-        worker: w, experts, tokens: this.clock.tokens[w]!, stolen: this.clock.stolen[w]!, busyMs: this.clock.busy[w]!, idleMs: this.clock.idle[w]!,
-      })),
-    };
+    this.stepMs = performance.now() - this.clock.start;
   }
 }
 

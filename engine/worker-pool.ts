@@ -176,7 +176,7 @@ export class WorkerPool {
 
 /** What a message asks of its worker, for errors. */
 function describe(m: WorkerMessage): string {
-  return m.kind === 'switch' ? `experts ${m.own.map((i) => m.jobs[i]!.expert).join(', ')}${m.router ? ' and the router' : ''}`
+  return m.kind === 'switch' ? `experts ${m.own.join(', ')}${m.router ? ' and the router' : ''}`
     : m.kind === 'ffn' ? `dense FFN shards ${m.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`
     : `attention heads ${m.shards.map((s) => `${s.h0}–${s.h1 - 1}`).join(', ')}`;
 }
