@@ -122,6 +122,7 @@ export async function measureSwitchStep(shape: ShapeName, workers: number, maxTi
   return {
     suite: 'switch-layer', shape, workers, backend, tokens_per_s: stepper.tokens / stats.mean, best_tokens_per_s: stepper.tokens / Math.min(...stats.sample),
     step_ms: stats.mean * 1e3, overhead_fraction: mean((t) => t.overheadFraction), messaging_fraction: mean((t) => t.messagingFraction),
+    routing_fraction: mean((t) => t.routingFraction),
     bytes_posted: Math.round(mean((t) => t.bytesPosted)),
     busy_ms: perWorker((w) => w.busyMs), idle_ms: perWorker((w) => w.idleMs), stolen_chunks: perWorker((w) => w.stolen),
     samples: stats.sample.length,

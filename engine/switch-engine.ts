@@ -61,6 +61,8 @@ export interface StepTiming {
   overheadFraction: number;
   /** Of that, the time between posting a phase's messages and having every answer, beyond the busiest worker's compute. */
   messagingFraction: number;
+  /** Of that, the router's forward on the main thread (logits, softmax, top-k, capacity, plan): the rest is dispatch, combine and messaging. */
+  routingFraction: number;
   bytesPosted: number;
   workers: WorkerTiming[];
 }
@@ -145,6 +147,7 @@ export class SwitchEngine {
       stepMs,
       overheadFraction: Math.max(0, stepMs - clock.criticalMs) / stepMs,
       messagingFraction: clock.messagingMs / stepMs,
+      routingFraction: this.layer.state!.routeMs / stepMs,
       bytesPosted: clock.crossed.reduce((sum, m) => sum + serialize(m).byteLength, 0),
       workers: this.placement!.shards().map((experts, w) => ({
         worker: w, experts, tokens: clock.tokens[w]!, stolen: clock.stolen[w]!, busyMs: clock.busy[w]!, idleMs: clock.idle[w]!,

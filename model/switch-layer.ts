@@ -62,6 +62,8 @@ export interface StepState {
   xr: Float32Array;
   jitter?: Float32Array;
   routing: Routing;
+  /** Milliseconds the router's forward took: the engine reports it apart from dispatch and combine. */
+  routeMs: number;
   tasks: ExpertTask[];
   /** [T·k×d] each slot's gate · expert output, zero where dropped; for k = 1 this is y itself. */
   ySlots: Float32Array;
@@ -197,7 +199,9 @@ export class SwitchLayer {
       xr = ws.scratch(xs.length);
       this.kernels.multiply(xs, jitter, xr);
     }
+    const routeStart = performance.now();
     const routing = route(ws, c, xr, tokens, this.weights.router);
+    const routeMs = performance.now() - routeStart;
     const dropout = training && c.expertDropout > 0;
     const tasks: ExpertTask[] = [];
     for (let e = 0; e < c.numExperts; e++) {
@@ -215,7 +219,7 @@ export class SwitchLayer {
     }
     const ySlots = this.slotBuffer(routing);
     const y = c.topK === 1 ? ySlots : ws.f32(tokens * d);
-    this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, tasks, ySlots, y };
+    this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, routeMs, tasks, ySlots, y };
     return tasks;
   }
 

@@ -101,6 +101,8 @@ describe('placement', () => {
     }
     expect(t.overheadFraction).toBeGreaterThan(0);
     expect(t.overheadFraction).toBeLessThan(1);
+    expect(t.routingFraction).toBeGreaterThan(0);
+    expect(t.routingFraction).toBeLessThan(t.overheadFraction);
   });
 });
 
