@@ -69,10 +69,8 @@ export interface Kernels {
   rope(x: Float32Array, rows: number, stride: number, groups: number, headDim: number, time: number,
     cos: Float32Array, sin: Float32Array, inverse: boolean): void;
 
-  /** Row-wise over [rows × cols]: out = softmax(x). out may alias x. */
-  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
-  /** out[r] = log Σ_c exp(x[r, c]). */
-  logsumexpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /** Row-wise over [rows × cols]: out = softmax(x), out may alias x; and given lse [rows], lse[r] = log Σ_c exp(x[r, c]). */
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number, lse?: Float32Array): void;
   /** out[i, :] = scale[i] · src[index[i], :] for i < count (scale omitted: 1). */
   gatherRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,
     scale?: Float32Array): void;

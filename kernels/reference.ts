@@ -57,25 +57,17 @@ export class ReferenceKernels implements Kernels {
     }
   }
 
-  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number, lse?: Float32Array): void {
     requireLength('softmaxRows x', x, rows * cols);
     requireLength('softmaxRows out', out, rows * cols);
+    if (lse) requireLength('softmaxRows lse', lse, rows);
     for (let r = 0; r < rows; r++) {
       const row = x.subarray(r * cols, (r + 1) * cols);
       const max = Math.max(...row);
       const exps = Array.from(row, (v) => Math.exp(v - max));
       const sum = exps.reduce((s, e) => s + e, 0);
       exps.forEach((e, c) => { out[r * cols + c] = e / sum; });
-    }
-  }
-
-  logsumexpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
-    requireLength('logsumexpRows x', x, rows * cols);
-    requireLength('logsumexpRows out', out, rows);
-    for (let r = 0; r < rows; r++) {
-      const row = x.subarray(r * cols, (r + 1) * cols);
-      const max = Math.max(...row);
-      out[r] = max + Math.log(row.reduce((s, v) => s + Math.exp(v - max), 0));
+      if (lse) lse[r] = max + Math.log(sum);
     }
   }
 

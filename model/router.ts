@@ -49,8 +49,7 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
   k_.gemm('nn', T, E, d, xr, routerWeight, logits, false);
   const probs = ws.scratch(T * E);
   const lse = ws.scratch(T);
-  k_.softmaxRows(logits, probs, T, E);
-  k_.logsumexpRows(logits, lse, T, E);
+  k_.softmaxRows(logits, probs, T, E, lse);
 
   // Top-k by probability; strict '>' keeps the lower index on ties.
   // In the kernels' memory, as the router's backward reads them on whichever thread runs it.

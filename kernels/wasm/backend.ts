@@ -23,8 +23,7 @@ interface KernelExports {
   siluBackward(x: number, dy: number, dx: number, n: number): void;
   swiglu(g: number, u: number, out: number, n: number): void;
   swigluBackward(g: number, u: number, dh: number, dg: number, du: number, n: number): void;
-  softmaxRows(x: number, out: number, rows: number, cols: number): void;
-  logsumexpRows(x: number, out: number, rows: number, cols: number): void;
+  softmaxRows(x: number, out: number, lse: number, rows: number, cols: number): void;
   gatherRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
   scatterAddRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
   scatterRows(src: number, index: number, scale: number, out: number, count: number, cols: number): void;
@@ -121,16 +120,11 @@ export class WasmKernels implements Kernels {
     this.k.swigluBackward(this.ptr(g), this.ptr(u), this.ptr(dh), this.ptr(dg), this.ptr(du), n);
   }
 
-  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
+  softmaxRows(x: Float32Array, out: Float32Array, rows: number, cols: number, lse?: Float32Array): void {
     requireLength('softmaxRows x', x, rows * cols);
     requireLength('softmaxRows out', out, rows * cols);
-    if (cols > 0) this.k.softmaxRows(this.ptr(x), this.ptr(out), rows, cols);
-  }
-
-  logsumexpRows(x: Float32Array, out: Float32Array, rows: number, cols: number): void {
-    requireLength('logsumexpRows x', x, rows * cols);
-    requireLength('logsumexpRows out', out, rows);
-    if (cols > 0) this.k.logsumexpRows(this.ptr(x), this.ptr(out), rows, cols);
+    if (lse) requireLength('softmaxRows lse', lse, rows);
+    if (cols > 0) this.k.softmaxRows(this.ptr(x), this.ptr(out), lse ? this.ptr(lse) : 0, rows, cols);
   }
 
   gatherRows(src: Float32Array, index: Int32Array, count: number, cols: number, out: Float32Array,

@@ -44,24 +44,21 @@ import { exp4, loadTail, storeTail } from './vector-math';
   return sum;
 }
 
-/** out[r] = softmax(x[r]), max-subtracted so large logits do not overflow. out may alias x. */
-export function softmaxRows(x: usize, out: usize, rows: i32, cols: i32): void {
+/**
+ * out[r] = softmax(x[r]), max-subtracted so large logits do not overflow; out may alias x. With
+ * lse ≠ 0, also lse[r] = log Σ_c exp(x[r, c]), from the same maximum and sum.
+ */
+export function softmaxRows(x: usize, out: usize, lse: usize, rows: i32, cols: i32): void {
   for (let r = 0; r < rows; r++) {
     const xr = x + <usize>(r * cols * 4);
     const or = out + <usize>(r * cols * 4);
-    const inv = f32x4.splat(<f32>1 / expRow(xr, or, cols, rowMax(xr, cols), true));
+    const max = rowMax(xr, cols);
+    const sum = expRow(xr, or, cols, max, true);
+    if (lse) store<f32>(lse + <usize>(r * 4), max + Mathf.log(sum));
+    const inv = f32x4.splat(<f32>1 / sum);
     let c = 0;
     for (; c + 4 <= cols; c += 4) v128.store(or + <usize>(c * 4), f32x4.mul(v128.load(or + <usize>(c * 4)), inv));
     if (c < cols) storeTail(or + <usize>(c * 4), f32x4.mul(loadTail(or + <usize>(c * 4), cols - c), inv), cols - c);
-  }
-}
-
-/** out[r] = log Σ_c exp(x[r, c]). */
-export function logsumexpRows(x: usize, out: usize, rows: i32, cols: i32): void {
-  for (let r = 0; r < rows; r++) {
-    const xr = x + <usize>(r * cols * 4);
-    const max = rowMax(xr, cols);
-    store<f32>(out + <usize>(r * 4), max + Mathf.log(expRow(xr, 0, cols, max, false)));
   }
 }
 
