@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ChunkBoard } from '../engine/chunk-board.js';
 import { createEngine } from '../engine/embed.js';
 import { Placement } from '../engine/placement.js';
 import { type EngineOptions, SwitchEngine } from '../engine/switch-engine.js';
@@ -107,6 +108,29 @@ describe('placement', () => {
 });
 
 describe('work sharing', () => {
+  it('hands out every chunk once: owners from the front, others one at a time from the back of the job with most left', () => {
+    const board = new ChunkBoard(new Int32Array(new SharedArrayBuffer(4 * ChunkBoard.words(3, 4, 2))), 3, 4, 2);
+    board.reset([3, 1, 4]);
+    expect(board.anyIdle()).toBe(false);
+    expect(board.claimFront(0, Infinity)).toEqual([0, 3]);
+    expect(board.claimFront(0, 1)).toBeUndefined();
+    board.becomeIdle();
+    expect(board.anyIdle()).toBe(true);
+    expect(board.claimBack()).toEqual([2, 3]);
+    expect(board.claimFront(2, 1)).toEqual([0, 1]);
+    expect(board.claimBack()).toEqual([2, 2]); // job 2 has 2 left, job 1 has 1
+    expect(board.claimBack()).toEqual([1, 0]); // a tie goes to the lower job
+    expect(board.claimBack()).toEqual([2, 1]);
+    expect(board.claimBack()).toBeUndefined();
+    board.fillSlot(3, 2, 3); board.fillSlot(0, 2, 1); board.fillSlot(2, 0, 2);
+    expect(board.filledSlots()).toEqual([[2, 0, 2], [0, 2, 1], [3, 2, 3]]); // the order to add them in
+    board.count(1, 256, true); board.count(1, 100, false);
+    expect([board.tokens(1), board.stolen(1), board.tokens(0)]).toEqual([356, 1, 0]);
+    board.reset([1, 1, 1]);
+    expect([board.filledSlots(), board.anyIdle(), board.tokens(1)]).toEqual([[], false, 0]);
+  });
+
+
   // Enough tokens that each expert has several chunks (CHUNK_ROWS), so chunks other than the first are taken.
   it.each([
     ['relu top-1', { dModel: 16, dFF: 24, numExperts: 3 }],
