@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { type Row, printTable, writeJson } from './report.js';
+import { type Row, printTable, quantile, writeJson } from './report.js';
 
 const program = new Command('bench:ab')
   .description('interleaved A/B of the tiny training step between two builds (dist folders)')
@@ -42,7 +42,6 @@ for (let i = 0; i < steps + warmUp; i++) {
 }
 for (const build of builds) await build.close();
 
-const quantile = (values: number[], q: number) => [...values].sort((x, y) => x - y)[Math.floor(q * (values.length - 1))]!;
 const ratios = builds[1].ms.map((ms, i) => ms / builds[0].ms[i]!);
 const rows: Row[] = builds.map((b) => ({
   build: b.name, median_ms: quantile(b.ms, 0.5), p25_ms: quantile(b.ms, 0.25), mean_ms: b.ms.reduce((s, x) => s + x, 0) / b.ms.length, steps,

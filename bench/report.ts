@@ -24,3 +24,8 @@ export function writeJson(file: string, rows: Row[]): void {
   writeFileSync(file, JSON.stringify(rows.map((r) => ({ ...r, ...stamp })), null, 2) + '\n');
   console.log(`wrote ${rows.length} rows to ${file}`);
 }
+
+/** The q-quantile (0 ≤ q ≤ 1) of `values`, the nearest rank below: how the interleaved comparisons summarize their ratios. */
+export function quantile(values: number[], q: number): number {
+  return [...values].sort((x, y) => x - y)[Math.floor(q * (values.length - 1))]!;
+}

@@ -15,7 +15,7 @@ import { AdamW } from '../model/optim.js';
 import { Rng } from '../model/rng.js';
 import { charTokenizer } from '../model/tokenizer.js';
 import { Transformer } from '../model/transformer.js';
-import type { Row } from './report.js';
+import { type Row, quantile } from './report.js';
 
 /** The engine issue's Switch layer shapes. */
 export const SHAPES = {
@@ -147,8 +147,10 @@ export async function interleavedScaling(one: SwitchStepper, many: SwitchStepper
     ratios.push(oneMs / manyMs);
     contention.push(busy(many) / busy(one));
   }
-  const q = (values: number[], p: number) => [...values].sort((x, y) => x - y)[Math.floor(p * (values.length - 1))]!;
-  return { scaling: q(ratios, 0.5), scaling_q1: q(ratios, 0.25), scaling_q3: q(ratios, 0.75), contention: q(contention, 0.5), pairs: ratios.length };
+  return {
+    scaling: quantile(ratios, 0.5), scaling_q1: quantile(ratios, 0.25), scaling_q3: quantile(ratios, 0.75),
+    contention: quantile(contention, 0.5), pairs: ratios.length,
+  };
 }
 
 /** A preset's model on `workers` threads (0: this one), stepping on a fixed random batch as the trainer steps. */

@@ -3,7 +3,7 @@
 // shape once, caches the figures on disk, and adds a gpu.js worker only where it shortens the
 // step. A GPU mode is a device of its own beside the cores; a gpu.js CPU mode takes a core.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus, homedir } from 'node:os';
 import { join } from 'node:path';
 import { Arena } from '../kernels/arena.js';
@@ -11,6 +11,7 @@ import { type GpujsMode, describeProbe, isGpuMode, loadGpujs } from '../kernels/
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { type ExpertShape, type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
+import { writeFileAtomic } from '../model/checkpoint.js';
 import { Rng } from '../model/rng.js';
 import type { ExpertDevice } from './messages.js';
 import { Placement } from './placement.js';
@@ -161,13 +162,11 @@ function readCache(file: string): Record<string, Omit<Calibration, 'cached'>> {
   }
 }
 
-/** Written to a temporary file and renamed, so a crash never leaves half a cache. */
+/** Atomically, so a crash never leaves half a cache. */
 function writeCache(file: string, cache: object): void {
   try {
     mkdirSync(join(file, '..'), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(cache, null, 2)}\n`);
-    renameSync(tmp, file);
+    writeFileAtomic(file, `${JSON.stringify(cache, null, 2)}\n`);
   } catch {
     // A read-only home only costs a new calibration next time.
   }

@@ -55,23 +55,25 @@ export const CHUNK_ROWS = 256;
 // Every buffer starts on a 64-byte boundary.
 const pad = (floats: number) => Math.ceil(floats / 16) * 16;
 
-function layout(s: ExpertShape, n: number, dropout: boolean): [keyof ExpertBuffers, number][] {
+/** The buffers an expert's step has, in block order, each with its floats per token row. */
+function layout(s: ExpertShape, dropout: boolean): [keyof ExpertBuffers, number][] {
   const swiglu = s.activation === 'swiglu';
   const rows: [keyof ExpertBuffers, number | false][] = [
-    ['x', n * s.d], ['a', n * s.f], ['g', swiglu && n * s.f], ['h', n * s.f], ['mask', dropout && n * s.f],
-    ['out', n * s.d], ['dOut', n * s.d], ['dh', n * s.f], ['dg', swiglu && n * s.f], ['dx', n * s.d],
+    ['x', s.d], ['a', s.f], ['g', swiglu && s.f], ['h', s.f], ['mask', dropout && s.f],
+    ['out', s.d], ['dOut', s.d], ['dh', s.f], ['dg', swiglu && s.f], ['dx', s.d],
   ];
   return rows.filter((r): r is [keyof ExpertBuffers, number] => r[1] !== false);
 }
 
 export function expertBlockLength(s: ExpertShape, n: number, dropout: boolean): number {
-  return layout(s, n, dropout).reduce((sum, [, length]) => sum + pad(length), 0);
+  return layout(s, dropout).reduce((sum, [, width]) => sum + pad(n * width), 0);
 }
 
 export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dropout: boolean): ExpertBuffers {
   const b: Partial<ExpertBuffers> = {};
   let at = 0;
-  for (const [name, length] of layout(s, n, dropout)) {
+  for (const [name, width] of layout(s, dropout)) {
+    const length = n * width;
     b[name] = block.subarray(at, at + length);
     at += pad(length);
   }
@@ -82,10 +84,7 @@ export function expertBuffers(block: Float32Array, s: ExpertShape, n: number, dr
 /** Rows [r0, r1) of an expert's buffers and assignment (views): what a run of its chunks computes on. */
 export function expertRows(s: ExpertShape, b: ExpertBuffers, a: Assignment, r0: number, r1: number): { buffers: ExpertBuffers; assignment: Assignment } {
   const buffers: Partial<ExpertBuffers> = {};
-  for (const name of Object.keys(b) as (keyof ExpertBuffers)[]) {
-    const width = name === 'x' || name === 'out' || name === 'dOut' || name === 'dx' ? s.d : s.f;
-    buffers[name] = b[name]!.subarray(r0 * width, r1 * width);
-  }
+  for (const [name, width] of layout(s, b.mask !== undefined)) buffers[name] = b[name]!.subarray(r0 * width, r1 * width);
   return {
     buffers: buffers as ExpertBuffers,
     assignment: { tokens: a.tokens.subarray(r0, r1), gates: a.gates.subarray(r0, r1), slots: a.slots.subarray(r0, r1) },

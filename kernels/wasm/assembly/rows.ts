@@ -88,22 +88,23 @@ export function gatherRows(src: usize, index: usize, scale: usize, out: usize, c
   }
 }
 
-/** out[index[i]] += scale[i] · src[i] for i < count; scale = 0 means 1. Repeated indices add up. */
-export function scatterAddRows(src: usize, index: usize, scale: usize, out: usize, count: i32, cols: i32): void {
+// @ts-ignore: decorator
+@inline function scatter(src: usize, index: usize, scale: usize, out: usize, count: i32, cols: i32, add: bool): void {
   for (let i = 0; i < count; i++) {
     const row = load<i32>(index + <usize>(i * 4));
     const s: f32 = scale ? load<f32>(scale + <usize>(i * 4)) : 1;
-    scaledCopyRow(src + <usize>(i * cols * 4), out + <usize>(row * cols * 4), cols, s, true);
+    scaledCopyRow(src + <usize>(i * cols * 4), out + <usize>(row * cols * 4), cols, s, add);
   }
+}
+
+/** out[index[i]] += scale[i] · src[i] for i < count; scale = 0 means 1. Repeated indices add up. */
+export function scatterAddRows(src: usize, index: usize, scale: usize, out: usize, count: i32, cols: i32): void {
+  scatter(src, index, scale, out, count, cols, true);
 }
 
 /** out[index[i]] = scale[i] · src[i] for i < count; scale = 0 means 1. Other rows are untouched. */
 export function scatterRows(src: usize, index: usize, scale: usize, out: usize, count: i32, cols: i32): void {
-  for (let i = 0; i < count; i++) {
-    const row = load<i32>(index + <usize>(i * 4));
-    const s: f32 = scale ? load<f32>(scale + <usize>(i * 4)) : 1;
-    scaledCopyRow(src + <usize>(i * cols * 4), out + <usize>(row * cols * 4), cols, s, false);
-  }
+  scatter(src, index, scale, out, count, cols, false);
 }
 
 /** out = scale · p ⊙ (dp − Σ_c dp·p), row by row: softmax's backward. out may alias dp. */
