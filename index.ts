@@ -1,19 +1,19 @@
 // The typed API: `import { train, loadRun, generate, evaluateRun } from 'switchyard'`.
-import { loadRun as loadRunWith, type LoadedRun } from './engine/runs.js';
-import { evaluate } from './engine/trainer.js';
+import { loadRun as loadRunWith, type LoadedRun } from './app/run-folder.js';
+import { evaluate } from './app/train.js';
 import { createKernels } from './kernels/index.js';
-import { validationBatches, loadCorpus, makeDataset } from './model/data.js';
-import { type SampleOptions, sample } from './model/generate.js';
+import { validationBatches, loadCorpus, makeDataset } from './app/data.js';
+import { type SampleOptions, sample } from './app/generate.js';
 
-export { train, type TrainOptions, type TrainResult, type StepReport, type PresetName } from './engine/trainer.js';
-export type { LoadedRun, RunConfig } from './engine/runs.js';
+export { train, type TrainOptions, type TrainResult, type StepReport, type PresetName } from './app/train.js';
+export type { LoadedRun, RunConfig } from './app/run-folder.js';
 export { createEngine, type EmbeddedEngine } from './engine/embed.js';
 export { SwitchEngine, type EngineOptions, type StepTiming } from './engine/switch-engine.js';
 export { SwitchLayer, type SwitchStats, type SwitchWeights } from './model/switch-layer.js';
 export { Transformer } from './model/transformer.js';
 export { PRESETS, type ModelConfig, type TrainConfig, type SwitchLayerConfig } from './model/config.js';
 export { createKernels, type Kernels } from './kernels/index.js';
-export type { SampleOptions } from './model/generate.js';
+export type { SampleOptions } from './app/generate.js';
 
 /** A trained model from its run folder (Switch layers in this thread). */
 export function loadRun(dir: string): LoadedRun {

@@ -1,7 +1,7 @@
 // `switchyard check-reference FILE...`: runs reference cases forward and backward and prints each
 // field's error. Exit status 0 only when every case passes.
 import type { SwitchLayerOptions } from '../model/config.js';
-import { type CaseResult, type SwitchRunner, TOLERANCE, checkReferenceCase, loadReferenceCase } from '../model/reference-case.js';
+import { type CaseResult, type SwitchRunner, TOLERANCE, checkReferenceCase, loadReferenceCase } from '../app/reference-case.js';
 
 /** `runner` names what computes the layer, for the first line of the report. */
 export async function checkReferenceFiles(runner: string, make: (options: SwitchLayerOptions) => SwitchRunner,

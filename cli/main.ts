@@ -3,15 +3,16 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
-import { readRun, renderReport } from '../bench/html-report.js';
-import { exportRun, importRun } from '../engine/interchange.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
+import { readRun, renderReport } from '../app/report.js';
+import { exportRun, importRun } from '../app/interchange.js';
+import { calibrationFile } from '../app/calibration-file.js';
+import { writeFileAtomic } from '../app/files.js';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { ARCHITECTURES, PRESETS } from '../model/config.js';
 import { BACKENDS as KERNEL_BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
 import { GPUJS_MODES, type GpujsMode } from '../kernels/gpujs/device.js';
 import { BACKENDS, type Backend } from '../engine/devices.js';
-import { inProcess } from '../model/reference-case.js';
+import { inProcess } from '../app/reference-case.js';
 import { evaluateRun, generate, loadRun } from '../index.js';
 import { benchCommand } from './bench.js';
 import { checkReferenceFiles } from './check-reference.js';
@@ -176,7 +177,7 @@ program
       const workers = options.workers ?? 1;
       const on = backend === 'gpujs' ? `, experts on gpu.js ${gpujsMode ?? '(its fastest mode here)'}` : backend === 'auto' ? ', devices chosen by auto' : '';
       ok = await checkReferenceFiles(`engine with ${workers} worker${workers > 1 ? 's' : ''}${on}`,
-        (o) => new SwitchEngine({ ...o, workers, backend, ...(gpujsMode && { gpujsMode }) }), files, log);
+        (o) => new SwitchEngine({ ...o, workers, backend, ...(gpujsMode && { gpujsMode }), calibration: calibrationFile() }), files, log);
     } else {
       const kernels = createKernels({ backend });
       ok = await checkReferenceFiles(`in process, backend ${kernels.name}`, inProcess(kernels), files, log);

@@ -1,6 +1,6 @@
 // `switchyard train`: a live progress bar over the trainer, Ctrl-C to stop with a checkpoint.
 import { SingleBar } from 'cli-progress';
-import { type StepReport, type TrainOptions, train } from '../engine/trainer.js';
+import { type StepReport, type TrainOptions, train } from '../app/train.js';
 
 export async function trainCommand(options: TrainOptions): Promise<void> {
   const bar = new SingleBar({

@@ -2,16 +2,14 @@
 // worker runs the expert FFNs on gpu.js) or `auto`, which measures both on this machine and
 // shape once, caches the figures on disk, and adds a gpu.js worker only where it shortens the
 // step. A GPU mode is a device of its own beside the cores; a gpu.js CPU mode takes a core.
+// Where the measurements are kept is the caller's (a CalibrationStore); by default, this process.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { availableParallelism, cpus, homedir } from 'node:os';
-import { join } from 'node:path';
+import { availableParallelism, cpus } from 'node:os';
 import { Arena } from '../kernels/arena.js';
 import { type GpujsMode, describeProbe, isGpuMode, loadGpujs } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { type ExpertShape, type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
-import { writeFileAtomic } from '../model/checkpoint.js';
 import { Rng } from '../model/rng.js';
 import type { ExpertDevice } from './messages.js';
 import { Placement } from './placement.js';
@@ -35,9 +33,22 @@ export interface BackendRequest {
   shape: ExpertShape;
   numExperts: number;
   log?: (line: string) => void;
-  /** Where `auto` keeps its measurements (default: $SWITCHYARD_CACHE or ~/.cache/switchyard). */
-  cacheDir?: string;
+  /** Where `auto` keeps its measurements (default: in this process only). */
+  store?: CalibrationStore;
 }
+
+/** Measurements by key (machine, shape, rows, mode), kept wherever the caller chooses. */
+export interface CalibrationStore {
+  read(): Record<string, Omit<Calibration, 'cached'>>;
+  write(all: Record<string, Omit<Calibration, 'cached'>>): void;
+}
+
+/** A store that lasts as long as this process. */
+export function memoryStore(): CalibrationStore {
+  let all: Record<string, Omit<Calibration, 'cached'>> = {};
+  return { read: () => all, write: (next) => { all = next; } };
+}
+const processStore = memoryStore();
 
 /** Measured milliseconds for one expert's forward + backward on `rows` tokens. */
 export interface Calibration {
@@ -57,7 +68,7 @@ export async function planDevices(r: BackendRequest): Promise<DevicePlan> {
   const log = r.log ?? (() => {});
   const { probe } = await loadGpujs();
   log(describeProbe(probe));
-  const calibration = await calibrate(r.shape, CALIBRATION_ROWS, probe.modes[0]!, r.cacheDir);
+  const calibration = await calibrate(r.shape, CALIBRATION_ROWS, probe.modes[0]!, r.store);
   const plan = choosePlan(calibration, workers, r.numExperts);
   const { mode, ms } = calibration.gpujs;
   log(`auto: an expert's step on ${calibration.rows} tokens takes ${calibration.wasmMs.toFixed(2)} ms on a WebAssembly worker, `
@@ -111,12 +122,11 @@ function makespan(speeds: number[], experts: number): number {
 const CALIBRATION_ROWS = 64;
 
 /** Times one expert forward + backward on WebAssembly and on gpu.js `mode`, or reads the cached figures. */
-export async function calibrate(shape: ExpertShape, rows: number, mode: GpujsMode, cacheDir = defaultCacheDir()): Promise<Calibration> {
+export async function calibrate(shape: ExpertShape, rows: number, mode: GpujsMode, store = processStore): Promise<Calibration> {
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${availableParallelism()}, ${process.platform}-${process.arch}, node ${process.version}`;
   const shapeKey = `d=${shape.d} f=${shape.f} ${shape.activation}`;
   const key = createHash('sha256').update(`${machine}|${shapeKey}|${rows}|${mode}`).digest('hex').slice(0, 16);
-  const file = join(cacheDir, 'calibration.json');
-  const cache = readCache(file);
+  const cache = store.read();
   const hit = cache[key];
   if (hit) return { ...hit, cached: true };
 
@@ -136,7 +146,7 @@ export async function calibrate(shape: ExpertShape, rows: number, mode: GpujsMod
   await ffn.destroy();
 
   const measured = { machine, shape: shapeKey, rows, wasmMs, gpujs: { mode, ms: gpujsMs }, measuredAt: new Date().toISOString() };
-  writeCache(file, { ...cache, [key]: measured });
+  store.write({ ...cache, [key]: measured });
   return { ...measured, cached: false };
 }
 
@@ -150,24 +160,4 @@ async function fastest(runs: number, step: () => void | Promise<void>): Promise<
     best = Math.min(best, performance.now() - start);
   }
   return best;
-}
-
-const defaultCacheDir = () => process.env.SWITCHYARD_CACHE ?? join(homedir(), '.cache', 'switchyard');
-
-function readCache(file: string): Record<string, Omit<Calibration, 'cached'>> {
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, Omit<Calibration, 'cached'>>;
-  } catch {
-    return {}; // no cache yet, or an unreadable one: measure again and rewrite it
-  }
-}
-
-/** Atomically, so a crash never leaves half a cache. */
-function writeCache(file: string, cache: object): void {
-  try {
-    mkdirSync(join(file, '..'), { recursive: true });
-    writeFileAtomic(file, `${JSON.stringify(cache, null, 2)}\n`);
-  } catch {
-    // A read-only home only costs a new calibration next time.
-  }
 }

@@ -10,7 +10,7 @@ import type { SwitchLayerOptions } from '../model/config.js';
 import { CHUNK_ROWS } from '../model/expert.js';
 import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
-import { type Backend, type DevicePlan, planDevices, uniformPlan } from './devices.js';
+import { type Backend, type CalibrationStore, type DevicePlan, planDevices, uniformPlan } from './devices.js';
 import { ChunkBoard } from './chunk-board.js';
 import { type Fault, PLAN_ROW, type StepMessage, expertJob, layerRef, routerJob, writePlan } from './messages.js';
 import { Placement } from './placement.js';
@@ -27,6 +27,8 @@ export interface EngineOptions extends SwitchLayerOptions {
   backend?: Backend;
   /** gpu.js mode for 'gpujs'; default: the fastest this machine has. */
   gpujsMode?: GpujsMode;
+  /** Where 'auto' keeps its measurements; default: this process only. */
+  calibration?: CalibrationStore;
   seed?: number;
   layerIndex?: number;
   /** Re-place experts on workers from the observed load every N steps (0: never). Default 1. */
@@ -87,7 +89,7 @@ export class SwitchEngine {
 
   constructor(options: EngineOptions) {
     const {
-      workers = availableParallelism(), backend = 'wasm', gpujsMode, seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant,
+      workers = availableParallelism(), backend = 'wasm', gpujsMode, calibration, seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant,
       shared, ...layerOptions
     } = options;
     this.ownsPool = !shared;
@@ -103,6 +105,7 @@ export class SwitchEngine {
     else {
       this.started = planDevices({
         backend, workers, shape: this.layer.shape, numExperts: this.layer.config.numExperts, log: (line) => console.error(line),
+        ...(calibration && { store: calibration }),
       }).then((plan) => start(poolFor(plan)));
     }
   }

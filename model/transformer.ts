@@ -5,7 +5,7 @@
 // Loss: cross-entropy + each Switch layer's aux and z losses. Where a Switch layer computes (this
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
 import type { Kernels } from '../kernels/index.js';
-import { toBF16Precision } from './checkpoint.js';
+import { toBF16Precision } from './precision.js';
 import { type AttentionShard, type AttentionShape, type LinearParams, type RopeTables, ropeTables } from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import { crossEntropy } from './loss.js';

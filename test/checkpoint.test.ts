@@ -5,10 +5,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  decodeSafetensors, encodeSafetensors, expectTensor, loadSafetensors, saveSafetensors, toBF16Precision, writeFileAtomic,
-  type Tensor,
-} from '../model/checkpoint.js';
+import { writeFileAtomic } from '../app/files.js';
+import { type Tensor, decodeSafetensors, encodeSafetensors, expectTensor, loadSafetensors, saveSafetensors } from '../app/safetensors.js';
+import { toBF16Precision } from '../model/precision.js';
 import { Rng } from '../model/rng.js';
 
 const SRC = 'runs/x/model.safetensors';

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { calibrationFile } from '../app/calibration-file.js';
 import { type Calibration, calibrate, choosePlan, planDevices } from '../engine/devices.js';
 import { Placement } from '../engine/placement.js';
 import { SwitchEngine } from '../engine/switch-engine.js';
@@ -15,7 +16,7 @@ import { createKernels } from '../kernels/index.js';
 import type { WasmKernels } from '../kernels/wasm/backend.js';
 import type { Activation } from '../model/config.js';
 import { type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
-import { checkReferenceCase, loadReferenceCase, relativeError } from '../model/reference-case.js';
+import { checkReferenceCase, loadReferenceCase, relativeError } from '../app/reference-case.js';
 import { Rng } from '../model/rng.js';
 import { SwitchLayer } from '../model/switch-layer.js';
 
@@ -179,22 +180,22 @@ describe('auto', () => {
   it('measures once per machine and shape, then reads the figures from its cache', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-calibration-'));
     const shape = { d: 8, f: 16, activation: 'relu' as const };
-    const first = await calibrate(shape, 16, 'cpu', dir);
+    const first = await calibrate(shape, 16, 'cpu', calibrationFile(dir));
     expect(first.cached).toBe(false);
     expect(first.wasmMs).toBeGreaterThan(0);
     expect(first.gpujs).toEqual({ mode: 'cpu', ms: expect.any(Number) });
     expect(existsSync(join(dir, 'calibration.json'))).toBe(true);
     expect(readFileSync(join(dir, 'calibration.json'), 'utf8')).toContain(first.machine);
-    const second = await calibrate(shape, 16, 'cpu', dir);
+    const second = await calibrate(shape, 16, 'cpu', calibrationFile(dir));
     expect(second).toEqual({ ...first, cached: true });
-    const other = await calibrate({ ...shape, activation: 'gelu' }, 16, 'cpu', dir);
+    const other = await calibrate({ ...shape, activation: 'gelu' }, 16, 'cpu', calibrationFile(dir));
     expect(other.cached).toBe(false);
   });
 
   it('logs what gpu.js has here, what it measured and what it chose', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'switchyard-auto-'));
     const lines: string[] = [];
-    const plan = await planDevices({ backend: 'auto', workers: 2, shape: { d: 8, f: 16, activation: 'swiglu' }, numExperts: 4, cacheDir: dir, log: (l) => lines.push(l) });
+    const plan = await planDevices({ backend: 'auto', workers: 2, shape: { d: 8, f: 16, activation: 'swiglu' }, numExperts: 4, store: calibrationFile(dir), log: (l) => lines.push(l) });
     expect(lines[0]).toMatch(/^gpu\.js: /);
     expect(lines[1]).toMatch(/^auto: an expert's step on 64 tokens takes [\d.]+ ms on a WebAssembly worker, [\d.]+ ms on gpu\.js \w+ \(measured now\); using /);
     expect(plan.devices.length).toBeGreaterThanOrEqual(2);

@@ -1,2 +1,2 @@
 // The comparison the reference cases prescribe (shared/reference/FORMAT.md), reused by every test.
-export { relativeError } from '../model/reference-case.js';
+export { relativeError } from '../app/reference-case.js';

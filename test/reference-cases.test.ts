@@ -5,7 +5,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SwitchEngine } from '../engine/switch-engine.js';
 import { createKernels } from '../kernels/index.js';
-import { checkReferenceCase, inProcess, loadReferenceCase } from '../model/reference-case.js';
+import { checkReferenceCase, inProcess, loadReferenceCase } from '../app/reference-case.js';
 
 const cases = (dir: URL) => readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => new URL(f, dir).pathname);
 const shared = cases(new URL('./reference/', import.meta.url));

@@ -5,8 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readRun, renderReport } from '../bench/html-report.js';
-import { train } from '../engine/trainer.js';
+import { readRun, renderReport } from '../app/report.js';
+import { train } from '../app/train.js';
 
 const scratch = () => mkdtempSync(join(tmpdir(), 'switchyard-report-'));
 const corpus = join(scratch(), 'corpus.txt');

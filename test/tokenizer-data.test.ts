@@ -4,9 +4,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CORPUS, loadCorpus, makeDataset, sampleBatch, trainBatch, validationBatches, type Batch } from '../model/data.js';
+import { DEFAULT_CORPUS, loadCorpus, makeDataset, sampleBatch, trainBatch, validationBatches, type Batch } from '../app/data.js';
 import { Rng } from '../model/rng.js';
-import { byteTokenizer, charTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../model/tokenizer.js';
+import { byteTokenizer, charTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../app/tokenizer.js';
 
 const shakespeare = loadCorpus().text;
 const tmp = mkdtempSync(join(tmpdir(), 'switchyard-data-'));

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { evaluateRun, generate, loadRun, train } from '../index.js';
-import type { TrainOptions } from '../engine/trainer.js';
+import type { TrainOptions } from '../app/train.js';
 
 const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
 const scratch = () => mkdtempSync(join(tmpdir(), 'switchyard-train-'));

@@ -5,11 +5,11 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { train } from '../../engine/trainer.js';
+import { train } from '../../app/train.js';
 import type { ModelConfig } from '../../model/config.js';
-import { finalFigures, readRun, renderReport } from '../html-report.js';
+import { finalFigures, readRun, renderReport } from '../../app/report.js';
 import { machine, printTable } from '../report.js';
-import { lineChart } from '../svg.js';
+import { lineChart } from '../../app/svg.js';
 
 const RUNS: [string, Partial<ModelConfig>][] = [
   ['dense', { numExperts: 0 }],

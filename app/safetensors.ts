@@ -1,9 +1,10 @@
 // Checkpoints in Hugging Face's safetensors format, so that other tools (the Python `safetensors`
 // library, torch, numpy) read what we write. Every error names the file and what is wrong with it.
 
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { bf16Bits } from '../model/precision.js';
+import { writeFileAtomic } from './files.js';
 
 export type DType = 'F32' | 'BF16' | 'I32';
 export interface Tensor { dtype: DType; shape: number[]; data: Float32Array | Int32Array }
@@ -20,18 +21,6 @@ const fail = (source: string, problem: string): never => { throw new Error(`${so
 const showShape = (shape: readonly number[]) => `[${shape.join('×')}]`;
 const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
-
-// Upper 16 bits of the float32 `bits` rounded to nearest even; NaN is kept NaN by setting the
-// quiet bit, since truncating a NaN with only low mantissa bits would turn it into Infinity.
-function bf16Bits(bits: number): number {
-  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x0040) & 0xffff;
-  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-export function toBF16Precision(values: Float32Array): void {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]) << 16;
-}
 
 function tensorBytes(source: string, name: string, t: Tensor): Uint8Array {
   if (!Object.hasOwn(BYTES, t.dtype)) fail(source, `unsupported dtype "${String(t.dtype)}" of tensor "${name}"`);
@@ -142,28 +131,6 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     return [name, { dtype, shape, data }];
   }));
   return { tensors, metadata };
-}
-
-/** Replaces `path` so that a crash or error leaves either the old file or the new one, never a mix. */
-export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(temp, 'wx');
-    writeFileSync(fd, data);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(temp, path);
-    // The rename itself is durable only once the directory entry is on disk.
-    const dirFd = openSync(dir, 'r');
-    try { fsyncSync(dirFd); } finally { closeSync(dirFd); }
-  } catch (e) {
-    if (fd !== undefined) try { closeSync(fd); } catch { /* the write error is the one to report */ }
-    try { unlinkSync(temp); } catch { /* never created, or already renamed */ }
-    throw new Error(`${path}: cannot write (${e instanceof Error ? e.message : String(e)})`, { cause: e });
-  }
 }
 
 export function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): void {

@@ -3,7 +3,7 @@
 // step (or validation index), so a resumed run sees exactly the data it would have seen.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Rng } from './rng.js';
+import { Rng } from '../model/rng.js';
 import type { Tokenizer } from './tokenizer.js';
 
 // This module runs as model/data.ts (tests) and as dist/model/data.js (built CLI): one level deeper.

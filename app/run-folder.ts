@@ -3,10 +3,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernels } from '../kernels/index.js';
-import { type DType, type Tensor, expectTensor, loadSafetensors, saveSafetensors, writeFileAtomic } from '../model/checkpoint.js';
+import { type DType, type Tensor, expectTensor, loadSafetensors, saveSafetensors } from './safetensors.js';
+import { writeFileAtomic } from './files.js';
 import { type ModelConfig, type TrainConfig, checkModelConfig } from '../model/config.js';
 import type { AdamW } from '../model/optim.js';
-import { type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from '../model/tokenizer.js';
+import { type Tokenizer, type TokenizerSpec, tokenizerFromSpec } from './tokenizer.js';
 import { type SwitchFactory, Transformer } from '../model/transformer.js';
 
 export interface RunConfig {

@@ -3,9 +3,9 @@
 // and a table of the final figures. `switchyard report --run DIR` and the experiments write it.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readRunConfig } from '../engine/runs.js';
+import { readRunConfig } from './run-folder.js';
 import type { ModelConfig } from '../model/config.js';
-import { machine } from './report.js';
+import { machine } from '../bench/report.js';
 import { heatmap, lineChart, type Series } from './svg.js';
 
 export interface LogLine {

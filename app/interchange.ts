@@ -2,13 +2,14 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernels } from '../kernels/index.js';
-import { type Tensor, loadSafetensors, saveSafetensors, writeFileAtomic } from '../model/checkpoint.js';
+import { type Tensor, loadSafetensors, saveSafetensors } from './safetensors.js';
+import { writeFileAtomic } from './files.js';
 import { PRESETS } from '../model/config.js';
-import { DEFAULT_CORPUS } from '../model/data.js';
+import { DEFAULT_CORPUS } from './data.js';
 import { AdamW } from '../model/optim.js';
-import { exportQwen2Moe, importQwen2Moe, tokenizerFromJson } from '../model/qwen2-moe.js';
+import { exportQwen2Moe, importQwen2Moe, tokenizerFromJson } from './qwen2-moe.js';
 import { Transformer } from '../model/transformer.js';
-import { loadRun, saveCheckpoint, writeRunConfig } from './runs.js';
+import { loadRun, saveCheckpoint, writeRunConfig } from './run-folder.js';
 
 /** Writes config.json, model.safetensors, tokenizer.json and tokenizer_config.json into `out`. */
 export async function exportRun(dir: string, out: string, kernels: Kernels): Promise<void> {

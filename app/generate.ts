@@ -1,7 +1,7 @@
 // Sampling text from a trained model: temperature, top-k, and a seed for every draw.
-import { Rng } from './rng.js';
+import { Rng } from '../model/rng.js';
 import type { Tokenizer } from './tokenizer.js';
-import type { Transformer } from './transformer.js';
+import type { Transformer } from '../model/transformer.js';
 
 export interface SampleOptions {
   /** Tokens to generate. */

@@ -3,9 +3,9 @@
 // architectures compute the same function when ours uses the qwen2-moe layout (RMSNorm, rotary
 // positions in the half-split form, SwiGLU, no biases) and no token overflows an expert's capacity
 // (transformers' Qwen2-MoE is dropless). Its always-present shared expert is written as zeros.
-import type { Tensor } from './checkpoint.js';
-import { ARCHITECTURES, type ModelConfig, isSparseLayer } from './config.js';
-import type { Param } from './params.js';
+import type { Tensor } from './safetensors.js';
+import { ARCHITECTURES, type ModelConfig, isSparseLayer } from '../model/config.js';
+import type { Param } from '../model/params.js';
 import type { TokenizerSpec } from './tokenizer.js';
 
 type Named = Pick<Param, 'name' | 'shape' | 'data'>;

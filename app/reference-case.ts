@@ -3,8 +3,8 @@
 // forward and backward through a SwitchLayer and compares as FORMAT.md prescribes.
 import { readFileSync } from 'node:fs';
 import type { Kernels } from '../kernels/index.js';
-import type { SwitchLayerOptions } from './config.js';
-import { SwitchLayer, type SwitchStats, type SwitchWeights } from './switch-layer.js';
+import type { SwitchLayerOptions } from '../model/config.js';
+import { SwitchLayer, type SwitchStats, type SwitchWeights } from '../model/switch-layer.js';
 
 export const TOLERANCE = 1e-4;
 

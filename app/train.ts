@@ -5,16 +5,17 @@ import { availableParallelism } from 'node:os';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { type ModelConfig, PRESETS, type TrainConfig } from '../model/config.js';
-import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from '../model/data.js';
+import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from './data.js';
 import { AdamW } from '../model/optim.js';
-import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from '../model/tokenizer.js';
+import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from './tokenizer.js';
 import type { ShardRunner } from '../model/shards.js';
 import { type SwitchFactory, Transformer } from '../model/transformer.js';
-import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './runs.js';
-import { ParallelShards } from './dense-shards.js';
-import { SwitchEngine } from './switch-engine.js';
-import { WorkerPool } from './worker-pool.js';
-import { type Backend, planDevices } from './devices.js';
+import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './run-folder.js';
+import { ParallelShards } from '../engine/dense-shards.js';
+import { SwitchEngine } from '../engine/switch-engine.js';
+import { WorkerPool } from '../engine/worker-pool.js';
+import { type Backend, planDevices } from '../engine/devices.js';
+import { calibrationFile } from './calibration-file.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 
 export type PresetName = keyof typeof PRESETS;
@@ -96,7 +97,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const m = config.model;
   const plan = workers > 0 && await planDevices({
     backend: m.numExperts > 0 ? o.backend ?? 'wasm' : 'wasm', workers, ...(o.gpujsMode && { gpujsMode: o.gpujsMode }), ...(o.log && { log: o.log }),
-    shape: { d: m.dModel, f: m.dFF, activation: m.activation }, numExperts: m.numExperts,
+    shape: { d: m.dModel, f: m.dFF, activation: m.activation }, numExperts: m.numExperts, store: calibrationFile(),
   });
   const pool = plan ? WorkerPool.forKernels(kernels, plan, 120_000) : undefined;
   let model: Transformer;
