@@ -9,7 +9,8 @@ import { Arena } from '../kernels/arena.js';
 import { type GpujsMode, describeProbe, isGpuMode, loadGpujs } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
-import { type ExpertShape, type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
+import { type ExpertWeights, expertBlockLength, expertBuffers } from '../model/expert.js';
+import { type FfnShape, ffnBackward, ffnForward } from '../model/ffn.js';
 import { Rng } from '../model/rng.js';
 import type { ExpertDevice } from './messages.js';
 import { Placement } from './placement.js';
@@ -30,7 +31,7 @@ export interface BackendRequest {
   /** gpu.js mode for `gpujs` (default: the fastest this machine has). */
   gpujsMode?: GpujsMode;
   /** What `auto` calibrates: one expert's shape, and how many experts share the workers. */
-  shape: ExpertShape;
+  shape: FfnShape;
   numExperts: number;
   log?: (line: string) => void;
   /** Where `auto` keeps its measurements (default: in this process only). */
@@ -122,7 +123,7 @@ function makespan(speeds: number[], experts: number): number {
 const CALIBRATION_ROWS = 64;
 
 /** Times one expert forward + backward on WebAssembly and on gpu.js `mode`, or reads the cached figures. */
-export async function calibrate(shape: ExpertShape, rows: number, mode: GpujsMode, store = processStore): Promise<Calibration> {
+export async function calibrate(shape: FfnShape, rows: number, mode: GpujsMode, store = processStore): Promise<Calibration> {
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${availableParallelism()}, ${process.platform}-${process.arch}, node ${process.version}`;
   const shapeKey = `d=${shape.d} f=${shape.f} ${shape.activation}`;
   const key = createHash('sha256').update(`${machine}|${shapeKey}|${rows}|${mode}`).digest('hex').slice(0, 16);
@@ -139,8 +140,8 @@ export async function calibrate(shape: ExpertShape, rows: number, mode: GpujsMod
   const w = matrices(), grads = matrices();
   const b = expertBuffers(kernels.allocF32(expertBlockLength(shape, rows, false)), shape, rows, false);
   rng.fillNormal(b.x);
-  rng.fillNormal(b.dOut);
-  const wasmMs = await fastest(4, () => { ffnForward(kernels, shape, w, b); ffnBackward(kernels, shape, w, b, grads); });
+  rng.fillNormal(b.dy);
+  const wasmMs = await fastest(4, () => { ffnForward(kernels, shape, w, b.x, b); ffnBackward(kernels, shape, w, grads, b.x, b.dy, b); });
   const ffn = await GpujsExpertFfn.create(mode);
   const gpujsMs = await fastest(3, async () => { await ffn.forward(shape, w, b); await ffn.backward(shape, w, b, grads); });
   await ffn.destroy();

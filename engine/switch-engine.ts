@@ -1,18 +1,22 @@
-// The Switch layer across threads. The main thread routes (float32 router, top-k, capacity) and
-// writes the dispatch plan into shared memory; each expert worker computes the experts placed on
-// it, in place in that memory; the main thread combines. The arithmetic is the in-process
-// layer's own (model/switch-layer.ts), in the same order, so the results are the same numbers.
+// The Switch layer across threads, along the token's path:
+//   route     the main thread: layer.beginForward (float32 router, top-k, capacity, a plan per expert)
+//   dispatch  the plan into shared memory, one message per worker (engine/messages.ts, engine/wire.ts)
+//   experts   each worker computes the experts placed on it, in place (engine/expert-worker.ts)
+//   combine   the main thread: layer.endForward (each token's slots summed)
+// The arithmetic is the in-process layer's own (model/switch-layer.ts), in the same order, so the
+// results are the same numbers.
 import { availableParallelism } from 'node:os';
 import { serialize } from 'node:v8';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
-import { CHUNK_ROWS } from '../model/expert.js';
-import { type ExpertTask, type ForwardOptions, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
+import { type ExpertWeights, ROW_BLOCK, expertWeights } from '../model/expert.js';
+import { type BackwardPlan, type ExpertTask, type ForwardOptions, type ForwardPlan, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { type Backend, type CalibrationStore, type DevicePlan, planDevices, uniformPlan } from './devices.js';
 import { ChunkBoard } from './chunk-board.js';
-import { type Fault, PLAN_ROW, type StepMessage, expertJob, layerRef, routerJob, writePlan } from './messages.js';
+import { PLAN_ROW, type Phase, type Sharing, type SwitchWork, expertJob, writePlan } from './messages.js';
+import { toWire } from './wire.js';
 import { Placement } from './placement.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -37,6 +41,8 @@ export interface EngineOptions extends SwitchLayerOptions {
   timeoutMs?: number;
   /** WebAssembly variant; default: the fastest on this machine. */
   variant?: WasmVariant;
+  /** The worker threads' script; default: engine/expert-worker.js (tests wrap it to inject faults). */
+  workerScript?: string;
   /**
    * Kernels and workers to share with other Switch layers of a model (one pool serves them all;
    * the layers' weights live in the same memory). Without it the engine makes and owns its own.
@@ -77,20 +83,21 @@ export class SwitchEngine {
   /** Resolves once 'auto' has chosen the devices and the workers exist. */
   private readonly started: Promise<void> | undefined;
   private readonly ownsPool: boolean;
-  private readonly faults = new Map<number, Fault>();
   private clock = newClock(0);
+  /** This step's plans, as the layer handed them over. */
+  private forwardPlan: ForwardPlan | undefined;
   /** When the step's last phase ended, from the clock's start; undefined before any step. */
   private stepMs: number | undefined;
   /**
    * What the workers share in memory besides the layer's arrays: the dispatch plan, the chunk
    * board, and (once a backward has run with more than one worker) the partial slots.
    */
-  private sharing: { plan: Int32Array; board: ChunkBoard; words: Int32Array; perWorker: number; partials?: Float32Array } | undefined;
+  private sharing: { plan: Int32Array; board: ChunkBoard; words: Int32Array; perWorker: number; partials?: ExpertWeights } | undefined;
 
   constructor(options: EngineOptions) {
     const {
       workers = availableParallelism(), backend = 'wasm', gpujsMode, calibration, seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant,
-      shared, ...layerOptions
+      workerScript, shared, ...layerOptions
     } = options;
     this.ownsPool = !shared;
     this.kernels = shared?.kernels ?? new WasmKernels(new Arena(), variant ?? fastestVariant());
@@ -99,7 +106,7 @@ export class SwitchEngine {
       this.pool = pool;
       this.placement = new Placement(this.layer.config.numExperts, pool.size, rebalanceEvery, pool.speeds);
     };
-    const poolFor = (plan: DevicePlan) => WorkerPool.forKernels(this.kernels, plan, timeoutMs);
+    const poolFor = (plan: DevicePlan) => WorkerPool.forKernels(this.kernels, plan, timeoutMs, workerScript);
     if (shared) start(shared.pool);
     else if (backend !== 'auto') start(poolFor(uniformPlan(backend, workers, gpujsMode)));
     else {
@@ -124,9 +131,11 @@ export class SwitchEngine {
     await this.started;
     const workers = this.pool!.size;
     this.clock = newClock(workers);
-    const tasks = this.layer.beginForward(x, tokens, options);
-    this.placement!.observe(this.layer.state!.routing.keptPerExpert);
-    await this.dispatch('forward', tasks);
+    const plan = this.layer.beginForward(x, tokens, options);
+    this.clock.routingMs = performance.now() - this.clock.start;
+    this.forwardPlan = plan;
+    this.placement!.observe(plan.keptPerExpert);
+    await this.dispatch('forward', plan);
     const out = this.layer.endForward();
     this.finishTiming();
     return out;
@@ -134,8 +143,9 @@ export class SwitchEngine {
 
   /** d loss / d x; the weight gradients land in `grads`. */
   async backward(dy: ArrayLike<number>): Promise<Float32Array> {
-    const tasks = this.layer.beginBackward(dy);
-    await this.dispatch('backward', tasks);
+    if (!this.forwardPlan) throw new Error('switch layer: backward called before forward');
+    const plan = this.layer.beginBackward(dy);
+    await this.dispatch('backward', this.forwardPlan, plan);
     const dx = this.layer.endBackward();
     this.finishTiming();
     return dx;
@@ -150,7 +160,7 @@ export class SwitchEngine {
       stepMs,
       overheadFraction: Math.max(0, stepMs - clock.criticalMs) / stepMs,
       messagingFraction: clock.messagingMs / stepMs,
-      routingFraction: this.layer.state!.routeMs / stepMs,
+      routingFraction: clock.routingMs / stepMs,
       bytesPosted: clock.crossed.reduce((sum, m) => sum + serialize(m).byteLength, 0),
       workers: this.placement!.shards().map((experts, w) => ({
         worker: w, experts, tokens: clock.tokens[w]!, stolen: clock.stolen[w]!, busyMs: clock.busy[w]!, idleMs: clock.idle[w]!,
@@ -158,19 +168,13 @@ export class SwitchEngine {
     };
   }
 
-  /** For tests: worker `w` fails its next message this way. */
-  injectFault(w: number, fault: Fault): void {
-    this.faults.set(w, fault);
-  }
-
   /** Frees the layer, and ends the worker threads unless they are shared. */
   async close(): Promise<void> {
     await this.started?.catch(() => {}); // a failed start has no threads to end
     if (this.ownsPool) await this.pool?.close();
     if (this.sharing) {
-      this.kernels.free(this.sharing.plan);
-      this.kernels.free(this.sharing.words);
-      if (this.sharing.partials) this.kernels.free(this.sharing.partials);
+      const { plan, words, partials } = this.sharing;
+      for (const a of [plan, words, partials?.wIn, partials?.wOut, partials?.wGate]) if (a) this.kernels.free(a);
     }
     this.layer.dispose();
   }
@@ -187,34 +191,29 @@ export class SwitchEngine {
    * fewest tokens: it needs none of the experts' results, and the main thread waiting for them
    * would otherwise hold a core that a worker needs.
    */
-  private async dispatch(phase: StepMessage['phase'], tasks: ExpertTask[]): Promise<void> {
-    const s = this.layer.state!;
-    const layer = layerRef(this.layer);
+  private async dispatch(phase: Phase, forward: ForwardPlan, backward?: BackwardPlan): Promise<void> {
+    const { config, weights, grads, shape } = this.layer;
     const pool = this.pool!, placement = this.placement!;
     const sharing = this.shareWork(phase);
     const whole = (w: number) => pool.devices[w]!.kind === 'gpujs'; // its experts are not cut
-    const jobs = tasks.map((t) => expertJob(t, whole(placement.owner[t.expert]!) ? t.tokens.length : CHUNK_ROWS));
+    const jobs = forward.tasks.map((t) => expertJob(t, whole(placement.owner[t.expert]!) ? t.tokens.length : ROW_BLOCK));
     writePlan(sharing.plan, jobs);
     sharing.board.reset(jobs.map((j) => Math.ceil(j.n / j.chunkRows)));
     const own = Array.from({ length: pool.size }, (_, w) => jobs.filter((j) => placement.owner[j.expert] === w)
       .sort((a, b) => b.n - a.n || a.expert - b.expert));
     const start = performance.now();
     const load = (w: number) => own[w]!.reduce((n, j) => n + j.n, 0) / pool.speeds[w]!;
-    const lightest = phase === 'backward' ? own.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
-    const router = phase === 'backward' ? routerJob(this.layer.config, this.layer.routerBackwardArrays()) : undefined;
-    const ref = {
-      board: sharing.words.byteOffset, jobs: this.layer.config.numExperts, workers: pool.size, partials: sharing.partials?.byteOffset ?? -1, perWorker: sharing.perWorker,
+    const lightest = backward ? own.reduce((best, _, w) => (load(w) < load(best) ? w : best), 0) : -1;
+    const shared: Sharing = {
+      board: sharing.words, jobs: config.numExperts, workers: pool.size, perWorker: sharing.perWorker, ...(sharing.partials && { partials: sharing.partials }),
     };
-    const messages = own.map((mine, w): StepMessage => {
-      const fault = this.faults.get(w);
-      this.faults.delete(w);
-      return {
-        kind: 'switch', phase, step: s.step, training: s.training, tokens: s.routing.tokens, topK: this.layer.config.topK, layer,
-        x: s.x.byteOffset, ySlots: s.ySlots.byteOffset,
-        dy: s.dy?.byteOffset ?? -1, dxSlots: s.dxSlots?.byteOffset ?? -1,
-        plan: sharing.plan.byteOffset, jobs: jobs.length, own: mine.map((j) => j.expert), sharing: ref, ...(w === lightest && { router }), ...(fault && { fault }),
-      };
-    });
+    const messages = own.map((mine, w) => toWire(this.kernels.arena, {
+      kind: 'switch', phase, step: forward.step, tokens: forward.tokens, topK: config.topK, shape, weights, grads,
+      ...(forward.dropout && { dropout: forward.dropout }),
+      x: forward.x, ySlots: forward.ySlots, ...(backward && { dy: backward.dy, dxSlots: backward.dxSlots }),
+      plan: sharing.plan, jobs: jobs.length, own: mine.map((j) => j.expert), sharing: shared,
+      ...(backward && w === lightest && { router: { config, arrays: backward.router } }),
+    } satisfies SwitchWork));
     const reports = await pool.runAll(messages);
     const wall = performance.now() - start;
     let critical = 0;
@@ -228,11 +227,11 @@ export class SwitchEngine {
     this.clock.criticalMs += critical;
     this.clock.messagingMs += Math.max(0, wall - critical);
     this.clock.crossed.push(...messages);
-    if (phase === 'backward') this.addPartials(tasks);
+    if (backward) this.addPartials(forward.tasks);
   }
 
   /** The plan and the board (made once the pool is known), and for a backward with more than one worker, the partial slots. */
-  private shareWork(phase: StepMessage['phase']): NonNullable<SwitchEngine['sharing']> {
+  private shareWork(phase: Phase): NonNullable<SwitchEngine['sharing']> {
     const workers = this.pool!.size, E = this.layer.config.numExperts;
     if (!this.sharing) {
       // About as much memory in all as the experts' gradients, and at least two slots a worker.
@@ -241,8 +240,10 @@ export class SwitchEngine {
       this.sharing = { plan: this.kernels.allocI32(E * PLAN_ROW), board: new ChunkBoard(words, E, perWorker * workers, workers), words, perWorker };
     }
     if (phase === 'backward' && this.sharing.perWorker > 0 && !this.sharing.partials) {
+      // Stacked as the experts' weights are, one slot where they have one expert.
       const { dModel: d, dFF: f, activation } = this.layer.config;
-      this.sharing.partials = this.kernels.allocF32(this.sharing.perWorker * workers * (activation === 'swiglu' ? 3 : 2) * d * f);
+      const size = this.sharing.perWorker * workers * d * f, slots = () => this.kernels.allocF32(size);
+      this.sharing.partials = { wIn: slots(), wOut: slots(), ...(activation === 'swiglu' && { wGate: slots() }) };
     }
     return this.sharing;
   }
@@ -250,15 +251,11 @@ export class SwitchEngine {
   /** Each stolen chunk's partial weight gradients, added to its expert's in chunk order (the order one GEMM sums them in). */
   private addPartials(tasks: ExpertTask[]): void {
     const { board, partials } = this.sharing!;
-    const size = this.layer.config.dModel * this.layer.config.dFF;
-    const per = this.layer.grads.wGate ? 3 : 2;
     for (const [slot, i] of board.filledSlots()) {
-      const g = this.layer.expertWeights(tasks[i]!.expert, this.layer.grads);
-      [g.wIn, g.wOut, g.wGate].forEach((grad, k) => {
-        if (!grad) return;
-        const at = (slot * per + k) * size;
-        this.kernels.add(partials!.subarray(at, at + size), grad, grad);
-      });
+      const part = expertWeights(partials!, this.layer.shape, slot), grad = this.layer.expertWeights(tasks[i]!.expert, this.layer.grads);
+      this.kernels.add(part.wIn, grad.wIn, grad.wIn);
+      this.kernels.add(part.wOut, grad.wOut, grad.wOut);
+      if (part.wGate && grad.wGate) this.kernels.add(part.wGate, grad.wGate, grad.wGate);
     }
   }
 
@@ -269,7 +266,7 @@ export class SwitchEngine {
 
 function newClock(workers: number) {
   return {
-    start: performance.now(), criticalMs: 0, messagingMs: 0, busy: new Array<number>(workers).fill(0), idle: new Array<number>(workers).fill(0),
+    start: performance.now(), routingMs: 0, criticalMs: 0, messagingMs: 0, busy: new Array<number>(workers).fill(0), idle: new Array<number>(workers).fill(0),
     tokens: new Array<number>(workers).fill(0), stolen: new Array<number>(workers).fill(0),
     /** The messages that crossed threads this step (reports come back through shared memory). */
     crossed: [] as object[],

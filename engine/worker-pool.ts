@@ -32,6 +32,8 @@ export interface WorkerPoolOptions {
   timeoutMs: number;
   /** GEMM scratch each worker needs, in bytes. */
   scratchBytes: number;
+  /** The threads' script; default: engine/expert-worker.js (tests wrap it to inject faults). */
+  script?: string;
 }
 
 export class WorkerPool {
@@ -50,8 +52,10 @@ export class WorkerPool {
   private turned = performance.now();
 
   /** One worker per device of `plan`, computing in the memory of `kernels` with its kernel variant (so the same rounding). */
-  static forKernels(kernels: WasmKernels, plan: DevicePlan, timeoutMs: number): WorkerPool {
-    return new WorkerPool({ arena: kernels.arena, variant: kernels.variant, ...plan, timeoutMs, scratchBytes: kernels.scratchBytes });
+  static forKernels(kernels: WasmKernels, plan: DevicePlan, timeoutMs: number, script?: string): WorkerPool {
+    return new WorkerPool({
+      arena: kernels.arena, variant: kernels.variant, ...plan, timeoutMs, scratchBytes: kernels.scratchBytes, ...(script && { script }),
+    });
   }
 
   constructor(o: WorkerPoolOptions) {
@@ -63,7 +67,7 @@ export class WorkerPool {
     this.timeoutMs = o.timeoutMs;
     this.bell = new Doorbell(this.size);
     this.seq = new Array<number>(this.size).fill(0);
-    const filename = compiledScript('expert-worker.js');
+    const filename = o.script ?? compiledScript('expert-worker.js');
     this.scratch = o.devices.map(() => o.arena.allocBytes(o.scratchBytes));
     this.pools = this.scratch.map((scratch, w) => new Piscina({
       filename,
@@ -123,7 +127,7 @@ export class WorkerPool {
     for (const w of failures.keys()) await this.replace(w);
     if (failures.size > 0) {
       const errors = [...failures].map(([w, reason]) => new Error(
-        `engine: worker ${w} (${describe(messages[w]!)}) failed in ${messages[w]!.phase} of step ${messages[w]!.step}: ${reason}`));
+        `engine: worker ${w} (${describe(messages[w]!)}) failed in ${describePhase(messages[w]!)}: ${reason}`));
       throw new Error(errors.map((e) => e.message).join('; '), { cause: errors.length === 1 ? errors[0] : new AggregateError(errors) });
     }
     return messages.map((m, w) => ({ busyMs: m ? this.bell.busyMs(w) : 0 }));
@@ -177,6 +181,10 @@ export class WorkerPool {
 /** What a message asks of its worker, for errors. */
 function describe(m: WorkerMessage): string {
   return m.kind === 'switch' ? `experts ${m.own.join(', ')}${m.router ? ' and the router' : ''}`
-    : m.kind === 'ffn' ? `dense FFN shards ${m.shards.map((s) => `${s.f0}–${s.f1}`).join(', ')}`
+    : m.kind === 'ffn' ? `dense FFN shards ${m.shards.map((s) => `${s.cols[0]}–${s.cols[1]}`).join(', ')}`
     : `attention heads ${m.shards.map((s) => `${s.h0}–${s.h1 - 1}`).join(', ')}`;
+}
+
+function describePhase(m: WorkerMessage): string {
+  return m.kind === 'switch' ? `${m.phase} of step ${m.step}` : m.phase;
 }

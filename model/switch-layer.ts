@@ -1,14 +1,17 @@
-// The Switch FFN layer, in process: router → dispatch (gather each expert's tokens) → experts →
-// combine (each expert writes gate × output into its tokens' slots; a token sums its k slots;
-// dropped tokens get 0, the residual carries them). Exactly
-// docs/SPEC.md, forward and backward. The engine (engine/) runs the same router and expert
-// functions with the experts spread over worker threads.
+// The Switch FFN layer, exactly docs/SPEC.md forward and backward, in three seams:
+//   beginForward: route (model/router.ts): logits → softmax → top-k → capacity → a plan per expert
+//   runForward:   each expert (model/expert.ts): gather its tokens → FFN → gate · y into slots
+//   endForward:   combine (model/combine.ts): each token's slots summed
+// and the same three for the backward. In process, `forward` and `backward` run them in order;
+// the engine (engine/) runs the middle seam on worker threads over shared memory.
 import type { Kernels } from '../kernels/index.js';
+import { slotBuffer, sumSlots } from './combine.js';
 import { type SwitchLayerConfig, type SwitchLayerOptions, switchLayerConfig } from './config.js';
 import {
-  type Assignment, type ExpertBuffers, type ExpertShape, type ExpertWeights, expertBackward, expertBlockLength, expertBuffers,
-  expertForward, gateGradients,
+  type Assignment, type ExpertBuffers, type ExpertDropout, type ExpertWeights, expertBackward, expertBlockLength, expertBuffers,
+  expertForward, expertWeights, gateGradients,
 } from './expert.js';
+import type { FfnShape } from './ffn.js';
 import { Rng } from './rng.js';
 import { type RouterBackwardArrays, type Routing, route, routerBackward } from './router.js';
 import { Workspace } from './workspace.js';
@@ -54,29 +57,41 @@ export interface ExpertTask extends Assignment {
   buffers: ExpertBuffers;
 }
 
-/** What a step keeps between its phases. All arrays live in the kernels' memory. */
-export interface StepState {
+/** What the forward's route seam hands to whatever computes the experts. Arrays in the kernels' memory. */
+export interface ForwardPlan {
   step: number;
   training: boolean;
+  tokens: number;
+  /** [T×d] the layer's input. */
   x: Float32Array;
-  xr: Float32Array;
-  jitter?: Float32Array;
-  routing: Routing;
-  /** Milliseconds the router's forward took: the engine reports it apart from dispatch and combine. */
-  routeMs: number;
-  tasks: ExpertTask[];
   /** [T·k×d] each slot's gate · expert output, zero where dropped; for k = 1 this is y itself. */
   ySlots: Float32Array;
+  /** Experts with at least one token, in expert order. */
+  tasks: ExpertTask[];
+  /** [E] assignments each expert keeps this step. */
+  keptPerExpert: Int32Array;
+  /** Expert e's dropout is { ...dropout, expert: e }; absent outside training or at rate 0. */
+  dropout?: Omit<ExpertDropout, 'expert'>;
+}
+
+/** What the backward's first seam hands over: the forward's tasks, and the router's backward arrays. */
+export interface BackwardPlan {
+  tasks: ExpertTask[];
+  /** [T×d] d loss / d y. */
+  dy: Float32Array;
+  /** [T·k×d] each slot's expert input gradient; for k = 1 this is the experts' share of dx. */
+  dxSlots: Float32Array;
+  router: RouterBackwardArrays;
+}
+
+/** What a step keeps between its seams. */
+interface StepState {
+  forward: ForwardPlan;
+  routing: Routing;
+  xr: Float32Array;
+  jitter?: Float32Array;
   y: Float32Array;
-  dy?: Float32Array;
-  dGates?: Float32Array;
-  /** [T·k×d] each slot's expert input gradient; for k = 1 this is dx itself. */
-  dxSlots?: Float32Array;
-  /** [T×E] d loss / d logits. */
-  dLogits?: Float32Array;
-  /** [T×d] the router's share of dx. */
-  dxRouter?: Float32Array;
-  dx?: Float32Array;
+  backward?: BackwardPlan & { dGates: Float32Array; dxRouter: Float32Array; dx: Float32Array };
 }
 
 export class SwitchLayer {
@@ -89,7 +104,7 @@ export class SwitchLayer {
   readonly layerIndex: number;
   private readonly ws: Workspace;
   /** The current step, from beginForward until the next one. */
-  state: StepState | undefined;
+  private state: StepState | undefined;
 
   constructor(kernels: Kernels, options: SwitchLayerOptions, init: SwitchLayerInit = {}) {
     this.config = switchLayerConfig(options);
@@ -145,22 +160,16 @@ export class SwitchLayer {
 
   /** The expert's own slices of the stacked weights (views, not copies). */
   expertWeights(e: number, of: SwitchWeights = this.weights): ExpertWeights {
-    const { dModel: d, dFF: f } = this.config;
-    const n = d * f;
-    return {
-      wIn: of.wIn.subarray(e * n, (e + 1) * n),
-      wOut: of.wOut.subarray(e * n, (e + 1) * n),
-      ...(of.wGate && { wGate: of.wGate.subarray(e * n, (e + 1) * n) }),
-    };
+    return expertWeights(of, this.shape, e);
   }
 
-  get shape(): ExpertShape {
+  get shape(): FfnShape {
     return { d: this.config.dModel, f: this.config.dFF, activation: this.config.activation };
   }
 
   /** y [T×d] for x [T×d], every expert in this thread. The result stays valid until the next forward. */
   forward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): { y: Float32Array; stats: SwitchStats } {
-    for (const task of this.beginForward(x, tokens, options)) this.runForward(task);
+    for (const task of this.beginForward(x, tokens, options).tasks) this.runForward(task);
     return this.endForward();
   }
 
@@ -169,14 +178,14 @@ export class SwitchLayer {
    * d loss / d x [T×d] (valid until the next forward). The aux and z losses enter with weight 1.
    */
   backward(dy: ArrayLike<number>): Float32Array {
-    const tasks = this.beginBackward(dy);
+    const { tasks } = this.beginBackward(dy);
     this.runRouterBackward();
     for (const task of tasks) this.runBackward(task);
     return this.endBackward();
   }
 
-  /** Router and dispatch plan: what each expert must compute. The engine runs the tasks on workers. */
-  beginForward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): ExpertTask[] {
+  /** Route: the router, and what each expert must compute. */
+  beginForward(x: ArrayLike<number>, tokens: number, options: ForwardOptions = {}): ForwardPlan {
     const c = this.config;
     const d = c.dModel;
     if (!Number.isInteger(tokens) || tokens <= 0) throw new RangeError(`switch layer: tokens must be a positive integer, got ${tokens}`);
@@ -199,9 +208,7 @@ export class SwitchLayer {
       xr = ws.scratch(xs.length);
       this.kernels.multiply(xs, jitter, xr);
     }
-    const routeStart = performance.now();
     const routing = route(ws, c, xr, tokens, this.weights.router);
-    const routeMs = performance.now() - routeStart;
     const dropout = training && c.expertDropout > 0;
     const tasks: ExpertTask[] = [];
     for (let e = 0; e < c.numExperts; e++) {
@@ -217,24 +224,25 @@ export class SwitchLayer {
         buffers: expertBuffers(block, this.shape, n, dropout),
       });
     }
-    const ySlots = this.slotBuffer(routing);
-    const y = c.topK === 1 ? ySlots : ws.f32(tokens * d);
-    this.state = { step, training, x: xs, xr, ...(jitter && { jitter }), routing, routeMs, tasks, ySlots, y };
-    return tasks;
+    const ySlots = slotBuffer(ws, routing.kept, d);
+    const forward: ForwardPlan = {
+      step, training, tokens, x: xs, ySlots, tasks, keptPerExpert: routing.keptPerExpert,
+      ...(dropout && { dropout: { rate: c.expertDropout, seed: this.seed, step, layerIndex: this.layerIndex } }),
+    };
+    this.state = { forward, routing, xr, ...(jitter && { jitter }), y: c.topK === 1 ? ySlots : ws.f32(tokens * d) };
+    return forward;
   }
 
   runForward(task: ExpertTask): void {
-    const s = this.current();
-    const rate = this.config.expertDropout;
-    const dropout = s.training && rate > 0
-      ? { rate, seed: this.seed, step: s.step, layerIndex: this.layerIndex, expert: task.expert } : undefined;
-    expertForward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.x, task, s.ySlots, dropout);
+    const { forward: f } = this.current();
+    expertForward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, f.x, task, f.ySlots,
+      f.dropout && { ...f.dropout, expert: task.expert });
   }
 
   /** Combine: y_t = Σ_j ySlots[t·k + j], in choice order (nothing to add for k = 1). */
   endForward(): { y: Float32Array; stats: SwitchStats } {
     const s = this.current();
-    this.sumSlots(s.ySlots, s.y);
+    sumSlots(this.kernels, this.ws, this.config.topK, s.forward.ySlots, s.y, this.config.dModel);
     const r = s.routing;
     return {
       y: s.y,
@@ -245,32 +253,36 @@ export class SwitchLayer {
     };
   }
 
-  beginBackward(dy: ArrayLike<number>): ExpertTask[] {
+  beginBackward(dy: ArrayLike<number>): BackwardPlan {
     const s = this.state;
     if (!s) throw new Error('switch layer: backward called before forward');
-    const { dModel: d, topK } = this.config;
+    const { dModel: d, topK, numExperts: E } = this.config;
     const T = s.routing.tokens;
     if (dy.length !== T * d) throw new RangeError(`switch layer: dy has ${dy.length} values, expected ${T} × ${d} = ${T * d}`);
-    s.dy = this.ws.copy(dy);
-    requireFinite(this.kernels, 'gradient dy', s.dy);
-    s.dGates = this.ws.f32(T * topK);
-    s.dLogits = this.ws.scratch(T * this.config.numExperts);
-    s.dxRouter = this.ws.scratch(T * d);
-    s.dxSlots = this.slotBuffer(s.routing);
-    s.dx = topK === 1 ? s.dxSlots : this.ws.f32(T * d);
+    const dys = this.ws.copy(dy);
+    requireFinite(this.kernels, 'gradient dy', dys);
+    const dGates = this.ws.f32(T * topK), dxRouter = this.ws.scratch(T * d);
+    const dxSlots = slotBuffer(this.ws, s.routing.kept, d);
     // Experts that received no token have zero gradient.
-    const busy = new Set(s.tasks.map((t) => t.expert));
-    for (let e = 0; e < this.config.numExperts; e++) {
+    const busy = new Set(s.forward.tasks.map((t) => t.expert));
+    for (let e = 0; e < E; e++) {
       if (busy.has(e)) continue;
       const g = this.expertWeights(e, this.grads);
       g.wIn.fill(0); g.wOut.fill(0); g.wGate?.fill(0);
     }
-    return s.tasks;
+    const r = s.routing;
+    const router: RouterBackwardArrays = {
+      probs: r.probs, lse: r.lse, expertIndex: r.expertIndex, gates: r.gates, tokensPerExpert: r.tokensPerExpert,
+      xr: s.xr, weight: this.weights.router, ...(s.jitter && { jitter: s.jitter }),
+      dGates, dLogits: this.ws.scratch(T * E), dWeight: this.grads.router, dx: dxRouter,
+    };
+    s.backward = { tasks: s.forward.tasks, dy: dys, dxSlots, router, dGates, dxRouter, dx: topK === 1 ? dxSlots : this.ws.f32(T * d) };
+    return s.backward;
   }
 
   runBackward(task: ExpertTask): void {
-    const s = this.current();
-    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, s.dy!, task, s.dxSlots!,
+    const b = this.currentBackward();
+    expertBackward(this.kernels, this.shape, this.expertWeights(task.expert), task.buffers, b.dy, task, b.dxSlots,
       this.expertWeights(task.expert, this.grads));
   }
 
@@ -280,30 +292,17 @@ export class SwitchLayer {
    * weight's gradient, and the router's share of dx. The engine runs the same on a worker.
    */
   private runRouterBackward(): void {
-    const s = this.current();
-    for (const task of s.tasks) gateGradients(this.shape, task.buffers, s.dy!, task, s.dGates!);
-    routerBackward(this.kernels, this.config, s.routing.tokens, this.routerBackwardArrays());
-  }
-
-  /** This step's arrays for the router's backward (after beginBackward). */
-  routerBackwardArrays(): RouterBackwardArrays {
-    const s = this.current();
-    if (!s.dGates || !s.dLogits || !s.dxRouter) throw new Error('switch layer: the router\'s backward needs beginBackward first');
-    const r = s.routing;
-    return {
-      probs: r.probs, lse: r.lse, expertIndex: r.expertIndex, gates: r.gates, tokensPerExpert: r.tokensPerExpert,
-      xr: s.xr, weight: this.weights.router, ...(s.jitter && { jitter: s.jitter }),
-      dGates: s.dGates, dLogits: s.dLogits, dWeight: this.grads.router, dx: s.dxRouter,
-    };
+    const b = this.currentBackward();
+    for (const task of b.tasks) gateGradients(this.shape, task.buffers, b.dy, task, b.dGates);
+    routerBackward(this.kernels, this.config, b.dy.length / this.config.dModel, b.router);
   }
 
   /** Combine: the experts' dx over each token's slots, plus the router's share. */
   endBackward(): Float32Array {
-    const s = this.current();
-    if (!s.dx || !s.dxRouter) throw new Error('switch layer: endBackward called before beginBackward');
-    this.sumSlots(s.dxSlots!, s.dx);
-    this.kernels.add(s.dx, s.dxRouter, s.dx);
-    return s.dx;
+    const b = this.currentBackward();
+    sumSlots(this.kernels, this.ws, this.config.topK, b.dxSlots, b.dx, this.config.dModel);
+    this.kernels.add(b.dx, b.dxRouter, b.dx);
+    return b.dx;
   }
 
   /** Frees this layer's memory in the kernels' arena. */
@@ -314,27 +313,15 @@ export class SwitchLayer {
     }
   }
 
-  /** A [T·k × d] slot buffer: the experts write the kept slots' rows; the dropped ones are zeroed here. */
-  private slotBuffer(r: Routing): Float32Array {
-    const d = this.config.dModel;
-    const slots = this.ws.scratch(r.kept.length * d);
-    for (let s = 0; s < r.kept.length; s++) if (!r.kept[s]) slots.fill(0, s * d, (s + 1) * d);
-    return slots;
-  }
-
-  /** out[t] = Σ_j slots[t·k + j]; for k = 1 `out` is `slots` and there is nothing to do. */
-  private sumSlots(slots: Float32Array, out: Float32Array): void {
-    const { dModel: d, topK: k } = this.config;
-    if (k === 1) return;
-    const T = out.length / d;
-    const token = this.ws.i32(T * k);
-    for (let i = 0; i < token.length; i++) token[i] = Math.floor(i / k);
-    this.kernels.scatterAddRows(slots, token, T * k, d, out);
-  }
-
   private current(): StepState {
     if (!this.state) throw new Error('switch layer: no step in progress; call beginForward first');
     return this.state;
+  }
+
+  private currentBackward(): NonNullable<StepState['backward']> {
+    const b = this.current().backward;
+    if (!b) throw new Error('switch layer: no backward in progress; call beginBackward first');
+    return b;
   }
 
   private allocWeights(): SwitchWeights {

@@ -6,13 +6,13 @@
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
 import type { Kernels } from '../kernels/index.js';
 import { toBF16Precision } from './precision.js';
-import { type AttentionShard, type AttentionShape, type LinearParams, type RopeTables, ropeTables } from './attention.js';
+import { type AttentionShard, type AttentionShape, type AttentionWeights, type LinearParams, type RopeTables, ropeTables } from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import { crossEntropy } from './loss.js';
-import type { MlpShard, MlpWeights } from './mlp.js';
+import type { FfnShape, FfnWeights } from './ffn.js';
 import { type Param, ParamSet } from './params.js';
 import { Rng } from './rng.js';
-import { DENSE_SHARDS, type ShardRunner, inProcessShards, shardRange } from './shards.js';
+import { DENSE_SHARDS, type FfnShard, type ShardRunner, inProcessShards, shardRange } from './shards.js';
 import { type ForwardOptions, SwitchLayer, type SwitchLayerInit, type SwitchStats, type SwitchWeights } from './switch-layer.js';
 import { Workspace } from './workspace.js';
 
@@ -46,12 +46,11 @@ const RMSNORM_EPS = 1e-6; // Qwen2's rms_norm_eps
 
 interface NormParams { gain: Param; bias?: Param }
 
-interface Mlp { w: MlpWeights; g: MlpWeights; downBias?: Param }
+interface Mlp { w: FfnWeights; g: FfnWeights; downBias?: Param }
 interface Layer {
   index: number;
   norm1: NormParams;
-  qkv: LinearParams;
-  proj: LinearParams;
+  attn: AttentionWeights;
   norm2: NormParams;
   mlp?: Mlp;
   moe?: SwitchBlock;
@@ -59,7 +58,7 @@ interface Layer {
 interface NormCache { x: Float32Array; out: Float32Array; rstd: Float32Array; mean: Float32Array }
 interface LayerCache {
   n1: NormCache; attention: AttentionShard[]; attnMask?: Float32Array;
-  n2: NormCache; shards?: MlpShard[]; ffnMask?: Float32Array;
+  n2: NormCache; shards?: FfnShard[]; ffnMask?: Float32Array;
 }
 
 export class Transformer {
@@ -113,7 +112,7 @@ export class Transformer {
     for (let i = 0; i < c.layers; i++) {
       const at = `layers.${i}`;
       const layer: Layer = {
-        index: i, norm1: norm(`${at}.norm1`), qkv: linear(`${at}.attn.qkv`, d, 3 * d), proj: linear(`${at}.attn.proj`, d, d),
+        index: i, norm1: norm(`${at}.norm1`), attn: { qkv: linear(`${at}.attn.qkv`, d, 3 * d), proj: linear(`${at}.attn.proj`, d, d) },
         norm2: norm(`${at}.norm2`),
       };
       if (isSparseLayer(c, i)) {
@@ -141,8 +140,8 @@ export class Transformer {
         const upBias = c.bias ? zeros(`${at}.mlp.up.bias`, f) : undefined;
         const downBias = c.bias ? zeros(`${at}.mlp.down.bias`, d) : undefined;
         layer.mlp = {
-          w: { up: up.data, down: down.data, ...(gate && { gate: gate.data }), ...(upBias && { upBias: upBias.data }) },
-          g: { up: up.grad, down: down.grad, ...(gate && { gate: gate.grad }), ...(upBias && { upBias: upBias.grad }) },
+          w: { wIn: up.data, wOut: down.data, ...(gate && { wGate: gate.data }), ...(upBias && { bIn: upBias.data }) },
+          g: { wIn: up.grad, wOut: down.grad, ...(gate && { wGate: gate.grad }), ...(upBias && { bIn: upBias.grad }) },
           ...(downBias && { downBias }),
         };
       }
@@ -186,9 +185,9 @@ export class Transformer {
     for (const layer of this.layers) {
       const n1 = this.norm(layer.norm1, x, N);
       const attention = this.attentionShards(shape);
-      await this.shards.attentionForward(shape, layer, n1.out, this.rope, attention, step);
+      await this.shards.attentionForward(shape, layer.attn, n1.out, this.rope, attention);
       const a = sumShards(ws, k, attention.map((sh) => sh.buffers.y));
-      const projBias = layer.proj.b;
+      const projBias = layer.attn.proj.b;
       if (projBias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) a[r * d + j]! += projBias[j]!;
       const attnMask = this.dropout(a, training, step, layer.index, 'attn');
       const x1 = ws.scratch(N * d);
@@ -196,7 +195,7 @@ export class Transformer {
 
       const n2 = this.norm(layer.norm2, x1, N);
       let fOut: Float32Array;
-      let shards: MlpShard[] | undefined;
+      let shards: FfnShard[] | undefined;
       if (layer.moe) {
         const { y, stats } = await layer.moe.forward(n2.out, N, { training, step });
         fOut = y;
@@ -205,7 +204,7 @@ export class Transformer {
         zLoss += stats.zLoss;
       } else {
         shards = this.mlpShards(N);
-        await this.shards.ffnForward(this.mlpShape(N), layer.mlp!.w, n2.out, shards, step);
+        await this.shards.ffnForward(this.ffnShape, layer.mlp!.w, n2.out, shards);
         fOut = sumShards(ws, k, shards.map((sh) => sh.buffers.y));
         const bias = layer.mlp!.downBias?.data;
         if (bias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) fOut[r * d + j]! += bias[j]!;
@@ -256,10 +255,10 @@ export class Transformer {
       const layer = this.layers[i]!, lc = s.layers[i]!;
       // x₂ = x₁ + drop(ffn(norm₂(x₁))): the residual passes dx through; the branch adds its own.
       const dF = masked(ws, k, dx, lc.ffnMask);
-      const dH2 = layer.moe ? await layer.moe.backward(dF) : await this.mlpBackward(layer.mlp!, lc, dF, N, s.step);
+      const dH2 = layer.moe ? await layer.moe.backward(dF) : await this.mlpBackward(layer.mlp!, lc, dF, N);
       this.normBackward(layer.norm2, lc.n2, dH2, N, dx, true);
       const dA = masked(ws, k, dx, lc.attnMask);
-      const dH1 = await this.attentionBackward(layer, lc, dA, shape, s.step);
+      const dH1 = await this.attentionBackward(layer, lc, dA, shape);
       this.normBackward(layer.norm1, lc.n1, dH1, N, dx, true);
     }
     const dEmbed = masked(ws, k, dx, s.embedMask);
@@ -290,19 +289,19 @@ export class Transformer {
   }
 
   /** The shards' partial input gradients summed in shard order, and the output bias's gradient. */
-  private async attentionBackward(layer: Layer, lc: LayerCache, dy: Float32Array, shape: AttentionShape, step: number): Promise<Float32Array> {
+  private async attentionBackward(layer: Layer, lc: LayerCache, dy: Float32Array, shape: AttentionShape): Promise<Float32Array> {
     const d = this.config.dModel, n = dy.length / d;
-    await this.shards.attentionBackward(shape, layer, lc.n1.out, this.rope, dy, lc.attention, step);
-    const db = layer.proj.db;
+    await this.shards.attentionBackward(shape, layer.attn, lc.n1.out, this.rope, dy, lc.attention);
+    const db = layer.attn.proj.db;
     if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
     return sumShards(this.ws, this.k, lc.attention.map((sh) => sh.buffers.dx));
   }
 
-  private mlpShape(n: number) {
-    return { n, d: this.config.dModel, f: this.config.dFF, activation: this.config.activation };
+  private get ffnShape(): FfnShape {
+    return { d: this.config.dModel, f: this.config.dFF, activation: this.config.activation };
   }
 
-  private mlpShards(n: number): MlpShard[] {
+  private mlpShards(n: number): FfnShard[] {
     const { dModel: d, dFF: f, activation } = this.config;
     return Array.from({ length: DENSE_SHARDS }, (_, c) => {
       const [f0, f1] = shardRange(f, DENSE_SHARDS, c);
@@ -310,17 +309,17 @@ export class Transformer {
       const swiglu = activation === 'swiglu';
       const a = () => this.ws.scratch(cols);
       return {
-        f0, f1,
+        cols: [f0, f1],
         buffers: { a: a(), h: a(), y: this.ws.scratch(n * d), dh: a(), dx: this.ws.scratch(n * d), ...(swiglu && { g: a(), dg: a() }) },
       };
     });
   }
 
   /** The shards' partial input gradients summed in shard order, and the output bias's gradient. */
-  private async mlpBackward(mlp: Mlp, lc: LayerCache, dy: Float32Array, n: number, step: number): Promise<Float32Array> {
+  private async mlpBackward(mlp: Mlp, lc: LayerCache, dy: Float32Array, n: number): Promise<Float32Array> {
     const d = this.config.dModel;
     const shards = lc.shards!;
-    await this.shards.ffnBackward(this.mlpShape(n), mlp.w, mlp.g, lc.n2.out, dy, shards, step);
+    await this.shards.ffnBackward(this.ffnShape, mlp.w, mlp.g, lc.n2.out, dy, shards);
     const dx = sumShards(this.ws, this.k, shards.map((sh) => sh.buffers.dx));
     const db = mlp.downBias?.grad;
     if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;

@@ -11,13 +11,15 @@ import { createKernels } from '../kernels/index.js';
 import { fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
 import { Rng } from '../model/rng.js';
+import { FAULTY_WORKER, injectFault } from './helpers.js';
 import { SwitchLayer } from '../model/switch-layer.js';
 
 const variant = fastestVariant();
 const kernels = createKernels({ backend: 'wasm', variant });
 const engines: SwitchEngine[] = [];
 afterAll(async () => { await Promise.all(engines.map((e) => e.close())); });
-const engine = (o: EngineOptions) => { const e = new SwitchEngine({ variant, ...o }); engines.push(e); return e; };
+// Every engine here runs the worker script that can fail on request; without a fault it is the engine's own.
+const engine = (o: EngineOptions) => { const e = new SwitchEngine({ variant, workerScript: FAULTY_WORKER, ...o }); engines.push(e); return e; };
 
 interface StepResult { y: number[]; dx: number[]; grads: number[][]; stats: string }
 
@@ -139,11 +141,11 @@ describe('work sharing', () => {
     const T = 1600, step = 4;
     const e = engine({ ...o, workers: 2, seed: 9 });
     const { x, dy } = inputs(o, T);
-    e.injectFault(0, 'slow');
+    injectFault(0, 'slow');
     const { y, stats } = await e.forward(x, T, { training: true, step });
     const forward = e.lastTiming();
     const yCopy = Float32Array.from(y);
-    e.injectFault(0, 'slow');
+    injectFault(0, 'slow');
     const result = snapshot(yCopy, await e.backward(dy), e, stats);
     const t = e.lastTiming();
     expect(forward.workers[1]!.stolen, 'chunks taken in forward').toBeGreaterThan(0);
@@ -181,11 +183,11 @@ describe('faults', () => {
     const e = engine({ ...o, workers: 2, seed: 9, timeoutMs: 1500 });
     const { x, dy } = inputs(o, 64);
     if (phase === 'forward') {
-      e.injectFault(1, fault);
+      injectFault(1, fault);
       await expect(e.forward(x, 64, { training: true, step: 5 })).rejects.toThrow(message);
     } else {
       await e.forward(x, 64, { training: true, step: 5 });
-      e.injectFault(1, fault);
+      injectFault(1, fault);
       await expect(e.backward(dy)).rejects.toThrow(message);
     }
     expect(await runEngine(e, 64, 5)).toEqual(clean);

@@ -15,7 +15,8 @@ import { GpujsExpertFfn, paddedRows } from '../kernels/gpujs/expert-ffn.js';
 import { createKernels } from '../kernels/index.js';
 import type { WasmKernels } from '../kernels/wasm/backend.js';
 import type { Activation } from '../model/config.js';
-import { type ExpertWeights, expertBlockLength, expertBuffers, ffnBackward, ffnForward } from '../model/expert.js';
+import { type ExpertWeights, expertBlockLength, expertBuffers } from '../model/expert.js';
+import { ffnBackward, ffnForward } from '../model/ffn.js';
 import { checkReferenceCase, loadReferenceCase, relativeError } from '../app/reference-case.js';
 import { Rng } from '../model/rng.js';
 import { SwitchLayer } from '../model/switch-layer.js';
@@ -48,16 +49,16 @@ describe('gpu.js expert FFN', () => {
       const [wasm, gpu] = [0, 1].map(() => expertBuffers(kernels.allocF32(expertBlockLength(s, n, masked)), s, n, masked));
       const [wasmGrads, gpuGrads] = [matrices(false), matrices(false)];
       rng.fillNormal(wasm!.x);
-      rng.fillNormal(wasm!.dOut);
+      rng.fillNormal(wasm!.dy);
       if (masked) for (let i = 0; i < wasm!.mask!.length; i++) wasm!.mask![i] = rng.uniform() < 0.3 ? 0 : 1 / 0.7;
-      gpu!.x.set(wasm!.x); gpu!.dOut.set(wasm!.dOut); gpu!.mask?.set(wasm!.mask!);
+      gpu!.x.set(wasm!.x); gpu!.dy.set(wasm!.dy); gpu!.mask?.set(wasm!.mask!);
 
-      ffnForward(kernels, s, w, wasm!);
-      ffnBackward(kernels, s, w, wasm!, wasmGrads);
+      ffnForward(kernels, s, w, wasm!.x, wasm!);
+      ffnBackward(kernels, s, w, wasmGrads, wasm!.x, wasm!.dy, wasm!);
       await ffn.forward(s, w, gpu!);
       await ffn.backward(s, w, gpu!, gpuGrads);
       const pairs: [string, Float32Array, Float32Array][] = [
-        ['out', wasm!.out, gpu!.out], ['h', wasm!.h, gpu!.h], ['a', wasm!.a, gpu!.a], ['dx', wasm!.dx, gpu!.dx],
+        ['out', wasm!.y, gpu!.y], ['h', wasm!.h, gpu!.h], ['a', wasm!.a, gpu!.a], ['dx', wasm!.dx, gpu!.dx],
         ['dW_in', wasmGrads.wIn, gpuGrads.wIn], ['dW_out', wasmGrads.wOut, gpuGrads.wOut],
       ];
       if (activation === 'swiglu') pairs.push(['g', wasm!.g!, gpu!.g!], ['dW_gate', wasmGrads.wGate!, gpuGrads.wGate!]);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { Arena, GEMM_FORMS, type Kernels } from '../kernels/index.js';
 import { ReferenceKernels } from '../kernels/reference.js';
 import { WASM_VARIANTS, WasmKernels, kernelModule } from '../kernels/wasm/backend.js';
-import { CHUNK_ROWS } from '../model/expert.js';
+import { ROW_BLOCK } from '../model/expert.js';
 import { Rng } from '../model/rng.js';
 import { relativeError } from './helpers.js';
 
@@ -72,23 +72,23 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
     expect(Array.from(c)).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
-  it('gemm sums a weight gradient over rows in chunks of CHUNK_ROWS: chunks computed apart and added in order give the same bits', () => {
+  it('gemm sums a weight gradient over rows in chunks of ROW_BLOCK: chunks computed apart and added in order give the same bits', () => {
     // What lets the engine split an expert's tokens across workers without changing a result (engine/chunk-board.ts).
-    const rows = 2 * CHUNK_ROWS + 77, m = 24, n = 40;
+    const rows = 2 * ROW_BLOCK + 77, m = 24, n = 40;
     const rng = new Rng('chunked gradient');
     const x = rng.fillNormal(k.allocF32(rows * m)), dy = rng.fillNormal(k.allocF32(rows * n));
     const whole = k.allocF32(m * n), apart = k.allocF32(m * n), part = k.allocF32(m * n);
     k.gemm('tn', m, n, rows, x, dy, whole, false);
-    for (let r0 = 0; r0 < rows; r0 += CHUNK_ROWS) {
-      const r1 = Math.min(rows, r0 + CHUNK_ROWS);
+    for (let r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+      const r1 = Math.min(rows, r0 + ROW_BLOCK);
       k.gemm('tn', m, n, r1 - r0, x.subarray(r0 * m, r1 * m), dy.subarray(r0 * n, r1 * n), part, false);
       if (r0 === 0) apart.set(part);
       else k.add(part, apart, apart);
     }
     expect(Array.from(apart)).toEqual(Array.from(whole));
     // A run continuing an earlier one (accumulate) is the same too.
-    k.gemm('tn', m, n, CHUNK_ROWS, x, dy, part, false);
-    k.gemm('tn', m, n, rows - CHUNK_ROWS, x.subarray(CHUNK_ROWS * m), dy.subarray(CHUNK_ROWS * n), part, true);
+    k.gemm('tn', m, n, ROW_BLOCK, x, dy, part, false);
+    k.gemm('tn', m, n, rows - ROW_BLOCK, x.subarray(ROW_BLOCK * m), dy.subarray(ROW_BLOCK * n), part, true);
     expect(Array.from(part)).toEqual(Array.from(whole));
   });
 

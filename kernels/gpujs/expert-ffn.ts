@@ -1,4 +1,4 @@
-// The expert FFN (model/expert.ts's ffnForward and ffnBackward) on gpu.js. Each direction is one
+// The expert FFN (model/ffn.ts's ffnForward and ffnBackward over all hidden units) on gpu.js. Each direction is one
 // gpu.js pipeline (`createPipeline`): the kernels are chained on the device, so a, g and h never
 // come back between the FFN's steps; one upload of the inputs, one readback of the results.
 //
@@ -6,11 +6,20 @@
 // every step, so rows are padded with zeros up to one of a few sizes (at most 1/8 more rows).
 // Zero rows are exact: act(0)·W = 0 forward, and they add nothing to the weight gradients.
 import type { IKernelRunShortcut, IPipelineRunShortcut, KernelFunction, KernelOutput, KernelVariable } from 'gpu.js';
-import type { ExpertBuffers, ExpertShape, ExpertWeights } from '../../model/expert.js';
 import { type GpujsMode, type GpujsModule, isGpuMode, loadGpujs } from './device.js';
 import * as fn from './functions.js';
 
 type Matrices = Record<string, KernelOutput>;
+
+/** The FFN's shape: d model width, f hidden units. */
+export interface FfnDims { d: number; f: number; activation: 'relu' | 'gelu' | 'swiglu' }
+/** Weights [d×f], [f×d] and (swiglu) [d×f]. */
+export interface FfnMatrices { wIn: Float32Array; wOut: Float32Array; wGate?: Float32Array }
+/** One block of n rows: x and dy [n×d] in, a, g, h, mask [n×f], y and dx [n×d] (the layout of model/expert.ts). */
+export interface FfnRows {
+  x: Float32Array; a: Float32Array; g?: Float32Array; h: Float32Array; mask?: Float32Array;
+  y: Float32Array; dy: Float32Array; dx: Float32Array;
+}
 
 /** Rows padded to the next size with at most 4 significant bits (16, 18, 20, …, 240, 256, 288, …). */
 export function paddedRows(n: number): number {
@@ -39,8 +48,8 @@ export class GpujsExpertFfn {
 
   get onGpu(): boolean { return isGpuMode(this.mode); }
 
-  /** Reads b.x (and b.mask); writes b.a (and b.g), b.h after the mask, and b.out. */
-  async forward(s: ExpertShape, w: ExpertWeights, b: ExpertBuffers): Promise<void> {
+  /** Reads b.x (and b.mask); writes b.a (and b.g), b.h after the mask, and b.y. */
+  async forward(s: FfnDims, w: FfnMatrices, b: FfnRows): Promise<void> {
     const n = b.x.length / s.d, rows = paddedRows(n);
     const run = this.pipeline(`forward ${s.activation} ${rows}×${s.d}×${s.f}${b.mask ? ' masked' : ''}`, () => this.buildForward(s, rows, !!b.mask));
     const args = [this.rows(b.x, n, rows, s.d), this.matrix(w.wIn, s.d, s.f), this.matrix(w.wOut, s.f, s.d)];
@@ -50,15 +59,15 @@ export class GpujsExpertFfn {
     readRows(r.a!, b.a, n, s.f);
     if (b.g) readRows(r.g!, b.g, n, s.f);
     readRows(r.h!, b.h, n, s.f);
-    readRows(r.out!, b.out, n, s.d);
+    readRows(r.out!, b.y, n, s.d);
   }
 
-  /** Reads b.x, b.a (b.g), b.h, b.mask and b.dOut; overwrites `grads` and writes b.dx. */
-  async backward(s: ExpertShape, w: ExpertWeights, b: ExpertBuffers, grads: ExpertWeights): Promise<void> {
+  /** Reads b.x, b.a (b.g), b.h, b.mask and b.dy; overwrites `grads` and writes b.dx. */
+  async backward(s: FfnDims, w: FfnMatrices, b: FfnRows, grads: FfnMatrices): Promise<void> {
     const n = b.x.length / s.d, rows = paddedRows(n);
     const run = this.pipeline(`backward ${s.activation} ${rows}×${s.d}×${s.f}${b.mask ? ' masked' : ''}`, () => this.buildBackward(s, rows, !!b.mask));
     const args = [
-      this.rows(b.x, n, rows, s.d), this.rows(b.a, n, rows, s.f), this.rows(b.h, n, rows, s.f), this.rows(b.dOut, n, rows, s.d),
+      this.rows(b.x, n, rows, s.d), this.rows(b.a, n, rows, s.f), this.rows(b.h, n, rows, s.f), this.rows(b.dy, n, rows, s.d),
       this.matrix(w.wIn, s.d, s.f), this.matrix(w.wOut, s.f, s.d),
     ];
     if (b.g) args.push(this.rows(b.g, n, rows, s.f), this.matrix(w.wGate!, s.d, s.f));
@@ -89,7 +98,7 @@ export class GpujsExpertFfn {
     await this.gpu.destroy();
   }
 
-  private buildForward(s: ExpertShape, rows: number, masked: boolean): IPipelineRunShortcut {
+  private buildForward(s: FfnDims, rows: number, masked: boolean): IPipelineRunShortcut {
     const { d, f } = s;
     const up = this.kernel(fn.matmulNN, rows, f, d), down = this.kernel(fn.matmulNN, rows, d, f);
     const mask = this.kernel(fn.multiply, rows, f);
@@ -107,7 +116,7 @@ export class GpujsExpertFfn {
     }), { threads: false });
   }
 
-  private buildBackward(s: ExpertShape, rows: number, masked: boolean): IPipelineRunShortcut {
+  private buildBackward(s: FfnDims, rows: number, masked: boolean): IPipelineRunShortcut {
     const { d, f } = s;
     const swiglu = s.activation === 'swiglu';
     const dWeightUp = this.kernel(fn.matmulTN, d, f, rows), dWeightDown = this.kernel(fn.matmulTN, f, d, rows);
