@@ -1,6 +1,6 @@
 // The typed API: `import { train, loadRun, generate, evaluateRun } from 'switchyard'`.
-import { loadRun as loadRunWith, type LoadedRun } from './app/run-folder.js';
-import { evaluate } from './app/train.js';
+import { type LoadedRun, openRun } from './app/run-folder.js';
+import { validationLoss } from './app/train.js';
 import { createKernels } from './kernels/index.js';
 import { validationBatches, loadCorpus, makeDataset } from './app/data.js';
 import { type SampleOptions, sample } from './app/generate.js';
@@ -17,7 +17,7 @@ export type { SampleOptions } from './app/generate.js';
 
 /** A trained model from its run folder (Switch layers in this thread). */
 export function loadRun(dir: string): LoadedRun {
-  return loadRunWith(dir, createKernels());
+  return openRun(dir, createKernels());
 }
 
 /** Text from a run's model: the prompt followed by maxTokens sampled tokens. */
@@ -30,6 +30,6 @@ export async function generate(run: LoadedRun, options: Partial<SampleOptions> &
 export async function evaluateRun(run: LoadedRun): Promise<{ valLoss: number; perplexity: number; step: number }> {
   const t = run.config.train;
   const data = makeDataset(loadCorpus(run.config.data).text, run.tokenizer, run.config.data);
-  const valLoss = await evaluate(run.model, validationBatches(data.val, t.batch, run.config.model.context, t.evalBatches, t.seed));
+  const valLoss = await validationLoss(run.model, validationBatches(data.val, t.batch, run.config.model.context, t.evalBatches, t.seed));
   return { valLoss, perplexity: Math.exp(valLoss), step: run.step };
 }

@@ -9,11 +9,11 @@ import { DEFAULT_CORPUS } from './data.js';
 import { AdamW } from '../model/optim.js';
 import { exportQwen2Moe, importQwen2Moe, tokenizerFromJson } from './qwen2-moe.js';
 import { Transformer } from '../model/transformer.js';
-import { loadRun, saveCheckpoint, writeRunConfig } from './run-folder.js';
+import { openRun, saveCheckpoint, writeRunConfig } from './run-folder.js';
 
 /** Writes config.json, model.safetensors, tokenizer.json and tokenizer_config.json into `out`. */
 export async function exportRun(dir: string, out: string, kernels: Kernels): Promise<void> {
-  const run = loadRun(dir, kernels);
+  const run = openRun(dir, kernels);
   try {
     const { config, tensors, tokenizer } = exportQwen2Moe(run.config.model, run.model.params.list, run.config.tokenizer);
     mkdirSync(out, { recursive: true });

@@ -87,7 +87,7 @@ export interface LoadedRun {
 }
 
 /** A trained model from its run folder, ready for eval and generate. */
-export function loadRun(dir: string, kernels: Kernels, switchFactory?: SwitchFactory): LoadedRun {
+export function openRun(dir: string, kernels: Kernels, switchFactory?: SwitchFactory): LoadedRun {
   const config = readRunConfig(dir);
   const model = new Transformer(kernels, config.model, { seed: config.train.seed, ...(switchFactory && { switchFactory }) });
   const step = loadCheckpoint(dir, model);

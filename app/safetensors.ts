@@ -33,7 +33,7 @@ function tensorBytes(source: string, name: string, t: Tensor): Uint8Array {
   if (t.dtype !== 'BF16') return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
   const bits = new Uint32Array(t.data.buffer, t.data.byteOffset, t.data.length);
   const half = new Uint16Array(bits.length);
-  for (let i = 0; i < bits.length; i++) half[i] = bf16Bits(bits[i]);
+  for (let i = 0; i < bits.length; i++) half[i] = bf16Bits(bits[i]!);
   return new Uint8Array(half.buffer);
 }
 
@@ -127,7 +127,7 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     const half = new Uint16Array(copy);
     const data = new Float32Array(half.length);
     const bits = new Uint32Array(data.buffer);
-    for (let i = 0; i < half.length; i++) bits[i] = half[i] << 16;
+    for (let i = 0; i < half.length; i++) bits[i] = half[i]! << 16;
     return [name, { dtype, shape, data }];
   }));
   return { tensors, metadata };
@@ -148,7 +148,7 @@ export function loadSafetensors(path: string): SafetensorsFile {
 }
 
 export function expectTensor(file: { tensors: Record<string, Tensor> }, source: string, name: string, dtype: DType | DType[], shape: number[]): Tensor {
-  const t = Object.hasOwn(file.tensors, name) ? file.tensors[name] : fail(source, `missing tensor "${name}"`);
+  const t = (Object.hasOwn(file.tensors, name) ? file.tensors[name] : undefined) ?? fail(source, `missing tensor "${name}"`);
   const dtypes = Array.isArray(dtype) ? dtype : [dtype];
   if (!dtypes.includes(t.dtype)) fail(source, `tensor "${name}" has dtype ${t.dtype}, expected ${dtypes.join(' or ')}`);
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {

@@ -1,22 +1,21 @@
-// Training a Switch Transformer language model: data, model, AdamW, validation, the run log and
-// checkpoints. The Switch layers run on the expert workers (engine); everything else in this thread.
+// Training a Switch Transformer language model: the run folder, the model on the worker threads,
+// the loop (a batch, forward, backward, AdamW), validation, the log and checkpoints.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { type ExpertBackend, planDevices } from '../engine/devices.js';
+import { onWorkers } from '../engine/on-workers.js';
+import { WorkerPool } from '../engine/worker-pool.js';
+import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { type ModelConfig, PRESETS, type TrainConfig } from '../model/config.js';
-import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from './data.js';
 import { AdamW } from '../model/optim.js';
-import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from './tokenizer.js';
-import type { ShardRunner } from '../model/shards.js';
-import { type SwitchFactory, Transformer } from '../model/transformer.js';
-import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './run-folder.js';
-import { ParallelShards } from '../engine/dense-shards.js';
-import { SwitchEngine } from '../engine/switch-engine.js';
-import { WorkerPool } from '../engine/worker-pool.js';
-import { type Backend, planDevices } from '../engine/devices.js';
+import type { SwitchStats } from '../model/switch-layer.js';
+import { Transformer } from '../model/transformer.js';
 import { calibrationFile } from './calibration-file.js';
-import type { GpujsMode } from '../kernels/gpujs/device.js';
+import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from './data.js';
+import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './run-folder.js';
+import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from './tokenizer.js';
 
 export type PresetName = keyof typeof PRESETS;
 
@@ -34,7 +33,7 @@ export interface TrainOptions {
   /** Expert worker threads; 0 runs the Switch layers in this thread. Default: one per core. */
   workers?: number;
   /** What computes the experts (engine/devices.ts); default 'wasm'. */
-  backend?: Backend;
+  backend?: ExpertBackend;
   gpujsMode?: GpujsMode;
   /** Lines about the devices chosen (what 'auto' measured). */
   log?: (line: string) => void;
@@ -64,51 +63,13 @@ export interface StepReport {
 export interface TrainResult { dir: string; stepsDone: number; stopped: boolean; lastLoss: number; valLoss: number }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const files = runFiles(o.out);
-  let config: RunConfig;
-  if (o.resume) {
-    // Training settings given with a resume (more steps, say) replace the saved ones.
-    const saved = readRunConfig(o.out);
-    config = { ...saved, train: { ...saved.train, ...o.train } };
-    if (JSON.stringify(config.train) !== JSON.stringify(saved.train)) writeRunConfig(o.out, config);
-  } else {
-    if (existsSync(files.checkpoint)) throw new Error(`${o.out} already holds a run; pass --resume to continue it, or choose another --out`);
-    const preset = PRESETS[o.preset ?? 'tiny'];
-    if (!preset) throw new Error(`unknown preset '${o.preset}' (use ${Object.keys(PRESETS).join(', ')})`);
-    const { text } = loadCorpus(o.data);
-    const tokenizer = (o.tokenizer ?? 'char') === 'char' ? charTokenizer(text) : byteTokenizer();
-    config = {
-      format: 'switchyard-run-1',
-      model: { ...preset.model, ...o.model, vocabSize: tokenizer.vocabSize },
-      train: { ...preset.train, ...o.train },
-      tokenizer: tokenizer.spec(),
-      data: o.data ?? DEFAULT_CORPUS,
-    };
-  }
+  const config = o.resume ? resumedConfig(o) : newConfig(o);
   const t = config.train;
-  const tokenizer = tokenizerFromSpec(config.tokenizer);
-  const data = makeDataset(loadCorpus(config.data).text, tokenizer, config.data);
-  const B = t.batch, T = config.model.context;
-  const valBatches = validationBatches(data.val, B, T, t.evalBatches, t.seed);
-
-  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
-  const workers = o.workers ?? availableParallelism();
-  // One pool of workers serves every Switch layer's experts and every dense FFN's shards.
-  const m = config.model;
-  const plan = workers > 0 && await planDevices({
-    backend: m.numExperts > 0 ? o.backend ?? 'wasm' : 'wasm', workers, ...(o.gpujsMode && { gpujsMode: o.gpujsMode }), ...(o.log && { log: o.log }),
-    shape: { d: m.dModel, f: m.dFF, activation: m.activation }, numExperts: m.numExperts, store: calibrationFile(),
-  });
-  const pool = plan ? WorkerPool.forKernels(kernels, plan, 120_000) : undefined;
-  let model: Transformer;
+  const data = makeDataset(loadCorpus(config.data).text, tokenizerFromSpec(config.tokenizer), config.data);
+  const valBatches = validationBatches(data.val, t.batch, config.model.context, t.evalBatches, t.seed);
+  const { model, optimizer, close } = await buildModel(config, o);
   try {
-    model = new Transformer(kernels, config.model, { seed: t.seed, ...(pool && onWorkers(kernels, pool)) });
-  } catch (error) {
-    await pool?.close(); // or its threads would keep the process alive
-    throw error;
-  }
-  const optimizer = new AdamW(kernels, model.params.list, t);
-  try {
+    const files = runFiles(o.out);
     mkdirSync(o.out, { recursive: true });
     let start = 0;
     if (o.resume) {
@@ -123,26 +84,20 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     let lastLoss = NaN, valLoss = NaN, step = start;
     for (; step < t.steps && !o.signal?.aborted; step++) {
       const stepBegan = performance.now();
-      const batch = trainBatch(data.train, B, T, t.seed, step);
+      const batch = trainBatch(data.train, t.batch, config.model.context, t.seed, step);
       const out = await model.forward(batch, { training: true, step });
       await model.backward();
       const { lr, gradNorm } = optimizer.step(step);
       model.syncComputeCopies();
       lastLoss = out.loss;
-      const seconds = (performance.now() - stepBegan) / 1000;
-      const last = step === t.steps - 1;
-      const validate = (step + 1) % t.evalEvery === 0 || last;
       const report: StepReport = {
         step: step + 1, steps: t.steps, loss: out.loss, crossEntropy: out.crossEntropy, lr, gradNorm,
-        tokensPerS: (B * T) / seconds, elapsedS: (performance.now() - began) / 1000,
-        droppedFraction: out.switchStats.reduce((s, x) => s + x.dropped, 0) / Math.max(1, out.switchStats.reduce((s, x) => s + x.expertIndex.length, 0)),
-        expertLoad: out.switchStats.map((x) => {
-          const tokens = x.tokensPerExpert.reduce((a, b) => a + b, 0);
-          return Array.from(x.tokensPerExpert, (n) => n / tokens);
-        }),
+        tokensPerS: batch.inputs.length / ((performance.now() - stepBegan) / 1000), elapsedS: (performance.now() - began) / 1000,
+        ...routingReport(out.switchStats),
       };
+      const validate = (step + 1) % t.evalEvery === 0 || step === t.steps - 1;
       if (validate) {
-        valLoss = await evaluate(model, valBatches);
+        valLoss = await validationLoss(model, valBatches);
         report.valLoss = valLoss;
       }
       appendFileSync(files.log, JSON.stringify(logLine(report)) + '\n');
@@ -153,24 +108,74 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     if (stopped) saveCheckpoint(o.out, model, optimizer, step);
     return { dir: o.out, stepsDone: step, stopped, lastLoss, valLoss };
   } finally {
-    await model.dispose();
-    await pool?.close();
+    await close();
   }
 }
 
-/** A model's strategies for computing on `pool`: its Switch layers through the engine, its dense layers' shards. */
-export function onWorkers(kernels: WasmKernels, pool: WorkerPool): { switchFactory: SwitchFactory; shardRunner: ShardRunner } {
+/** A new run's configuration: the preset, the options over it, the tokenizer fitted to the corpus. */
+function newConfig(o: TrainOptions): RunConfig {
+  if (existsSync(runFiles(o.out).checkpoint)) throw new Error(`${o.out} already holds a run; pass --resume to continue it, or choose another --out`);
+  const preset = PRESETS[o.preset ?? 'tiny'];
+  if (!preset) throw new Error(`unknown preset '${o.preset}' (use ${Object.keys(PRESETS).join(', ')})`);
+  const { text } = loadCorpus(o.data);
+  const tokenizer = (o.tokenizer ?? 'char') === 'char' ? charTokenizer(text) : byteTokenizer();
   return {
-    switchFactory: (options, init) => new SwitchEngine({ ...options, ...init, shared: { kernels, pool } }),
-    shardRunner: new ParallelShards(pool, kernels.arena),
+    format: 'switchyard-run-1',
+    model: { ...preset.model, ...o.model, vocabSize: tokenizer.vocabSize },
+    train: { ...preset.train, ...o.train },
+    tokenizer: tokenizer.spec(),
+    data: o.data ?? DEFAULT_CORPUS,
+  };
+}
+
+/** The saved configuration; training settings given with a resume (more steps, say) replace the saved ones. */
+function resumedConfig(o: TrainOptions): RunConfig {
+  const saved = readRunConfig(o.out);
+  const config = { ...saved, train: { ...saved.train, ...o.train } };
+  if (JSON.stringify(config.train) !== JSON.stringify(saved.train)) writeRunConfig(o.out, config);
+  return config;
+}
+
+/** The model and its optimizer, with its layers on one pool of worker threads (none with 0 workers). */
+async function buildModel(config: RunConfig, o: TrainOptions): Promise<{ model: Transformer; optimizer: AdamW; close: () => Promise<void> }> {
+  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
+  const workers = o.workers ?? availableParallelism();
+  const m = config.model;
+  const plan = workers > 0 && await planDevices({
+    backend: m.numExperts > 0 ? o.backend ?? 'wasm' : 'wasm', workers, ...(o.gpujsMode && { gpujsMode: o.gpujsMode }), ...(o.log && { log: o.log }),
+    shape: { d: m.dModel, f: m.dFF, activation: m.activation }, numExperts: m.numExperts, store: calibrationFile(),
+  });
+  const pool = plan ? WorkerPool.forKernels(kernels, plan, 120_000) : undefined;
+  let model: Transformer;
+  try {
+    model = new Transformer(kernels, m, { seed: config.train.seed, ...(pool && onWorkers(kernels, pool)) });
+  } catch (error) {
+    await pool?.close(); // or its threads would keep the process alive
+    throw error;
+  }
+  return {
+    model, optimizer: new AdamW(kernels, model.params.list, config.train),
+    close: async () => { await model.dispose(); await pool?.close(); },
   };
 }
 
 /** Mean cross-entropy over the fixed validation batches, without dropout or jitter. */
-export async function evaluate(model: Transformer, batches: Batch[]): Promise<number> {
+export async function validationLoss(model: Transformer, batches: Batch[]): Promise<number> {
   let sum = 0;
   for (const b of batches) sum += (await model.forward(b, { training: false })).crossEntropy;
   return sum / batches.length;
+}
+
+/** The step's dropped fraction over all Switch layers, and each layer's first-choice share per expert. */
+function routingReport(stats: SwitchStats[]): Pick<StepReport, 'droppedFraction' | 'expertLoad'> {
+  const assignments = stats.reduce((s, x) => s + x.expertIndex.length, 0);
+  return {
+    droppedFraction: stats.reduce((s, x) => s + x.dropped, 0) / Math.max(1, assignments),
+    expertLoad: stats.map((x) => {
+      const tokens = x.tokensPerExpert.reduce((a, b) => a + b, 0);
+      return Array.from(x.tokensPerExpert, (n) => n / tokens);
+    }),
+  };
 }
 
 function logLine(r: StepReport): Record<string, unknown> {

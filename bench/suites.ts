@@ -4,7 +4,7 @@ import Benchmark from 'benchmark';
 import { type StepTiming, SwitchEngine, type WorkerTiming } from '../engine/switch-engine.js';
 import { uniformPlan } from '../engine/devices.js';
 import { WorkerPool } from '../engine/worker-pool.js';
-import { onWorkers } from '../app/train.js';
+import { onWorkers } from '../engine/on-workers.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';

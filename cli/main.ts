@@ -11,7 +11,7 @@ import { SwitchEngine } from '../engine/switch-engine.js';
 import { ARCHITECTURES, PRESETS } from '../model/config.js';
 import { BACKENDS as KERNEL_BACKENDS, type BackendName, createKernels } from '../kernels/index.js';
 import { GPUJS_MODES, type GpujsMode } from '../kernels/gpujs/device.js';
-import { BACKENDS, type Backend } from '../engine/devices.js';
+import { EXPERT_BACKENDS, type ExpertBackend } from '../engine/devices.js';
 import { inProcess } from '../app/reference-case.js';
 import { evaluateRun, generate, loadRun } from '../index.js';
 import { benchCommand } from './bench.js';
@@ -38,9 +38,9 @@ function number(check: (n: number) => boolean, what: string) {
   };
 }
 
-function backendOption(fallback: Backend): Option {
+function backendOption(fallback: ExpertBackend): Option {
   return new Option('--backend <name>', 'what computes the experts: wasm (WebAssembly workers), gpujs (gpu.js on every worker), '
-    + 'or auto (times both once per machine and shape, adds a gpu.js worker where that is faster)').choices(BACKENDS).default(fallback);
+    + 'or auto (times both once per machine and shape, adds a gpu.js worker where that is faster)').choices(EXPERT_BACKENDS).default(fallback);
 }
 function gpujsModeOption(): Option {
   return new Option('--gpujs-mode <mode>', 'gpu.js mode for --backend gpujs (default: the fastest here; GPU modes need the webgpu or gl bindings)')
@@ -69,7 +69,7 @@ program
   .option('--eval-every <n>', 'steps between validations', integer(1))
   .action(async (o: {
     preset: keyof typeof PRESETS; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
-    workers?: number; resume?: boolean; backend: Backend; gpujsMode?: GpujsMode; expertDtype?: 'f32' | 'bf16'; experts?: number;
+    workers?: number; resume?: boolean; backend: ExpertBackend; gpujsMode?: GpujsMode; expertDtype?: 'f32' | 'bf16'; experts?: number;
     capacityFactor?: number | null; batch?: number; lr?: number; evalEvery?: number;
   }) => {
     if (o.resume && !o.out) throw new InvalidArgumentError('--resume needs --out <run folder>');

@@ -15,8 +15,8 @@ import { Rng } from '../model/rng.js';
 import type { ExpertDevice } from './messages.js';
 import { Placement } from './placement.js';
 
-export const BACKENDS = ['auto', 'wasm', 'gpujs'] as const;
-export type Backend = (typeof BACKENDS)[number];
+export const EXPERT_BACKENDS = ['auto', 'wasm', 'gpujs'] as const;
+export type ExpertBackend = (typeof EXPERT_BACKENDS)[number];
 
 /** One worker per device, and each one's relative speed for placement. */
 export interface DevicePlan {
@@ -25,7 +25,7 @@ export interface DevicePlan {
 }
 
 export interface BackendRequest {
-  backend: Backend;
+  backend: ExpertBackend;
   /** CPU workers (default: the core count). */
   workers?: number;
   /** gpu.js mode for `gpujs` (default: the fastest this machine has). */

@@ -13,7 +13,7 @@ import type { SwitchLayerOptions } from '../model/config.js';
 import { type ExpertWeights, ROW_BLOCK, expertWeights } from '../model/expert.js';
 import { type BackwardPlan, type ExpertTask, type ForwardOptions, type ForwardPlan, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
-import { type Backend, type CalibrationStore, type DevicePlan, planDevices, uniformPlan } from './devices.js';
+import { type ExpertBackend, type CalibrationStore, type DevicePlan, planDevices, uniformPlan } from './devices.js';
 import { ChunkBoard } from './chunk-board.js';
 import { PLAN_ROW, type Phase, type Sharing, type SwitchWork, expertJob, writePlan } from './messages.js';
 import { toWire } from './wire.js';
@@ -28,7 +28,7 @@ export interface EngineOptions extends SwitchLayerOptions {
    * times both once per machine and shape (cached on disk), adds a gpu.js worker only where that
    * shortens the step, and logs what it measured and chose (to stderr).
    */
-  backend?: Backend;
+  backend?: ExpertBackend;
   /** gpu.js mode for 'gpujs'; default: the fastest this machine has. */
   gpujsMode?: GpujsMode;
   /** Where 'auto' keeps its measurements; default: this process only. */

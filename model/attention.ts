@@ -33,9 +33,9 @@ export interface AttentionShardBuffers {
 export interface AttentionShard { h0: number; h1: number; buffers: AttentionShardBuffers }
 
 /** cos/sin of position t and frequency i (θ_i = 10000^(−2i/hd)), [context × hd/2], in the kernels' memory. */
-export function ropeTables(k: Kernels, context: number, hd: number): RopeTables {
+export function ropeTables(kernels: Kernels, context: number, hd: number): RopeTables {
   const half = hd / 2;
-  const cos = k.allocF32(context * half), sin = k.allocF32(context * half);
+  const cos = kernels.allocF32(context * half), sin = kernels.allocF32(context * half);
   for (let t = 0; t < context; t++) {
     for (let i = 0; i < half; i++) {
       const angle = t * Math.pow(10000, (-2 * i) / hd);
@@ -53,67 +53,67 @@ function layout(s: AttentionShape, h0: number, h1: number) {
 }
 
 /** Forward of heads h0…h1 on x [N×d]: fills the shard's buffers, with its partial output in y. */
-export function attentionShardForward(k: Kernels, s: AttentionShape, weights: AttentionWeights, x: Float32Array,
+export function attentionShardForward(kernels: Kernels, s: AttentionShape, weights: AttentionWeights, x: Float32Array,
   rope: RopeTables | undefined, h0: number, h1: number, b: AttentionShardBuffers): void {
   const { batch: B, time: T, d } = s;
   const N = B * T, { hd, w, col } = layout(s, h0, h1), H = h1 - h0, ld = 3 * w;
   const { qkv: qkvW, proj } = weights;
   for (let part = 0; part < 3; part++) { // q, k, v
     const at = part * d + col;
-    k.gemm('nn', N, w, d, x, qkvW.w.subarray(at), b.qkv.subarray(part * w), false, { ldb: 3 * d, ldc: ld });
+    kernels.gemm('nn', N, w, d, x, qkvW.w.subarray(at), b.qkv.subarray(part * w), false, { ldb: 3 * d, ldc: ld });
     const bias = qkvW.b;
     if (bias) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) b.qkv[n * ld + part * w + j]! += bias[at + j]!;
   }
-  if (rope) k.rope(b.qkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, false); // H query heads, then H key heads
+  if (rope) kernels.rope(b.qkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, false); // H query heads, then H key heads
   for (let s_ = 0; s_ < B; s_++) {
     for (let h = 0; h < H; h++) {
-      const q = b.qkv.subarray(s_ * T * ld + h * hd), kk = q.subarray(w);
-      k.gemm('nt', T, T, hd, q, kk, head(b.p, s_, h, H, T), false, { lda: ld, ldb: ld });
+      const q = b.qkv.subarray(s_ * T * ld + h * hd), keys = q.subarray(w);
+      kernels.gemm('nt', T, T, hd, q, keys, head(b.p, s_, h, H, T), false, { lda: ld, ldb: ld });
     }
   }
-  k.causalMaskRows(b.p, B * H * T, T, 1 / Math.sqrt(hd)); // no looking ahead
-  k.softmaxRows(b.p, b.p, B * H * T, T);
+  kernels.causalMaskRows(b.p, B * H * T, T, 1 / Math.sqrt(hd)); // no looking ahead
+  kernels.softmaxRows(b.p, b.p, B * H * T, T);
   for (let s_ = 0; s_ < B; s_++) {
     for (let h = 0; h < H; h++) {
       const v = b.qkv.subarray(s_ * T * ld + 2 * w + h * hd);
-      k.gemm('nn', T, hd, T, head(b.p, s_, h, H, T), v, b.o.subarray(s_ * T * w + h * hd), false, { ldb: ld, ldc: w });
+      kernels.gemm('nn', T, hd, T, head(b.p, s_, h, H, T), v, b.o.subarray(s_ * T * w + h * hd), false, { ldb: ld, ldc: w });
     }
   }
-  k.gemm('nn', N, d, w, b.o, proj.w.subarray(col * d), b.y, false); // o · W_o[h0·hd … h1·hd]
+  kernels.gemm('nn', N, d, w, b.o, proj.w.subarray(col * d), b.y, false); // o · W_o[h0·hd … h1·hd]
 }
 
 /**
  * Given dy [N×d] for the layer output: adds the shard's slices of the weight gradients (W_qkv's
  * columns, W_o's rows, the qkv bias) and writes its partial input gradient into dx.
  */
-export function attentionShardBackward(k: Kernels, s: AttentionShape, weights: AttentionWeights, x: Float32Array,
+export function attentionShardBackward(kernels: Kernels, s: AttentionShape, weights: AttentionWeights, x: Float32Array,
   rope: RopeTables | undefined, dy: Float32Array, h0: number, h1: number, b: AttentionShardBuffers): void {
   const { batch: B, time: T, d } = s;
   const N = B * T, { hd, w, col } = layout(s, h0, h1), H = h1 - h0, ld = 3 * w;
   const { qkv: qkvW, proj } = weights;
-  k.gemm('tn', w, d, N, b.o, dy, proj.dw.subarray(col * d), true); // dW_o[rows] += oᵀ·dy
-  k.gemm('nt', N, w, d, dy, proj.w.subarray(col * d), b.dO, false); // dO = dy·W_o[rows]ᵀ
+  kernels.gemm('tn', w, d, N, b.o, dy, proj.dw.subarray(col * d), true); // dW_o[rows] += oᵀ·dy
+  kernels.gemm('nt', N, w, d, dy, proj.w.subarray(col * d), b.dO, false); // dO = dy·W_o[rows]ᵀ
   const scale = 1 / Math.sqrt(hd);
   for (let s_ = 0; s_ < B; s_++) {
     for (let h = 0; h < H; h++) {
       const at = s_ * T * ld + h * hd;
-      const q = b.qkv.subarray(at), kk = b.qkv.subarray(at + w), v = b.qkv.subarray(at + 2 * w);
+      const q = b.qkv.subarray(at), keys = b.qkv.subarray(at + w), v = b.qkv.subarray(at + 2 * w);
       const dq = b.dQkv.subarray(at), dk = b.dQkv.subarray(at + w), dv = b.dQkv.subarray(at + 2 * w);
       const p = head(b.p, s_, h, H, T), dO = b.dO.subarray(s_ * T * w + h * hd);
-      k.gemm('tn', T, hd, T, p, dO, dv, false, { ldb: w, ldc: ld }); // dv = Pᵀ·dO
-      k.gemm('nt', T, T, hd, dO, v, b.dS, false, { lda: w, ldb: ld }); // dP = dO·vᵀ
-      k.softmaxBackwardRows(p, b.dS, b.dS, T, T, scale); // dS = P ⊙ (dP − Σ_j dP·P) / √hd; masked entries have P = 0
-      k.gemm('nn', T, hd, T, b.dS, kk, dq, false, { ldb: ld, ldc: ld }); // dq = dS·k
-      k.gemm('tn', T, hd, T, b.dS, q, dk, false, { ldb: ld, ldc: ld }); // dk = dSᵀ·q
+      kernels.gemm('tn', T, hd, T, p, dO, dv, false, { ldb: w, ldc: ld }); // dv = Pᵀ·dO
+      kernels.gemm('nt', T, T, hd, dO, v, b.dS, false, { lda: w, ldb: ld }); // dP = dO·vᵀ
+      kernels.softmaxBackwardRows(p, b.dS, b.dS, T, T, scale); // dS = P ⊙ (dP − Σ_j dP·P) / √hd; masked entries have P = 0
+      kernels.gemm('nn', T, hd, T, b.dS, keys, dq, false, { ldb: ld, ldc: ld }); // dq = dS·k
+      kernels.gemm('tn', T, hd, T, b.dS, q, dk, false, { ldb: ld, ldc: ld }); // dk = dSᵀ·q
     }
   }
-  if (rope) k.rope(b.dQkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, true);
+  if (rope) kernels.rope(b.dQkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, true);
   for (let part = 0; part < 3; part++) {
     const at = part * d + col, dPart = b.dQkv.subarray(part * w);
-    k.gemm('tn', d, w, N, x, dPart, qkvW.dw.subarray(at), true, { ldb: ld, ldc: 3 * d }); // dW_qkv[:, cols] += xᵀ·dqkv
+    kernels.gemm('tn', d, w, N, x, dPart, qkvW.dw.subarray(at), true, { ldb: ld, ldc: 3 * d }); // dW_qkv[:, cols] += xᵀ·dqkv
     const db = qkvW.db;
     if (db) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) db[at + j]! += b.dQkv[n * ld + part * w + j]!;
-    k.gemm('nt', N, d, w, dPart, qkvW.w.subarray(at), b.dx, part > 0, { lda: ld, ldb: 3 * d }); // dx (+)= dqkv·W_qkv[:, cols]ᵀ
+    kernels.gemm('nt', N, d, w, dPart, qkvW.w.subarray(at), b.dx, part > 0, { lda: ld, ldb: 3 * d }); // dx (+)= dqkv·W_qkv[:, cols]ᵀ
   }
 }
 

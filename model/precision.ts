@@ -10,6 +10,6 @@ export function bf16Bits(bits: number): number {
 
 export function toBF16Precision(values: Float32Array): void {
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-  for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]) << 16;
+  for (let i = 0; i < bits.length; i++) bits[i] = bf16Bits(bits[i]!) << 16;
 }
 

@@ -43,13 +43,13 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
   routerWeight: Float32Array): Routing {
   const { numExperts: E, topK: k, dModel: d } = c;
   const T = tokens;
-  const k_ = ws.kernels;
+  const kernels = ws.kernels;
 
   const logits = ws.scratch(T * E);
-  k_.gemm('nn', T, E, d, xr, routerWeight, logits, false);
+  kernels.gemm('nn', T, E, d, xr, routerWeight, logits, false);
   const probs = ws.scratch(T * E);
   const lse = ws.scratch(T);
-  k_.softmaxRows(logits, probs, T, E, lse);
+  kernels.softmaxRows(logits, probs, T, E, lse);
 
   // Top-k by probability; strict '>' keeps the lower index on ties.
   // In the kernels' memory, as the router's backward reads them on whichever thread runs it.

@@ -326,12 +326,12 @@ export class SwitchLayer {
 
   private allocWeights(): SwitchWeights {
     const { dModel: d, dFF: f, numExperts: E, activation } = this.config;
-    const k = this.kernels;
+    const kernels = this.kernels;
     return {
-      router: k.allocF32(d * E),
-      wIn: k.allocF32(E * d * f),
-      wOut: k.allocF32(E * f * d),
-      ...(activation === 'swiglu' && { wGate: k.allocF32(E * d * f) }),
+      router: kernels.allocF32(d * E),
+      wIn: kernels.allocF32(E * d * f),
+      wOut: kernels.allocF32(E * f * d),
+      ...(activation === 'swiglu' && { wGate: kernels.allocF32(E * d * f) }),
     };
   }
 

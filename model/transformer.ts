@@ -65,7 +65,7 @@ export class Transformer {
   readonly config: ModelConfig;
   readonly params: ParamSet;
   readonly layers: Layer[] = [];
-  private readonly k: Kernels;
+  private readonly kernels: Kernels;
   private readonly seed: number;
   private readonly wte: Param;
   private readonly wpe?: Param;
@@ -86,7 +86,7 @@ export class Transformer {
   constructor(kernels: Kernels, config: ModelConfig,
     options: { seed?: number; switchFactory?: SwitchFactory; shardRunner?: ShardRunner } = {}) {
     this.config = checkModelConfig(config);
-    this.k = kernels;
+    this.kernels = kernels;
     this.seed = options.seed ?? 0;
     this.ws = new Workspace(kernels);
     this.params = new ParamSet(kernels);
@@ -169,12 +169,12 @@ export class Transformer {
     for (const t of batch.inputs) if (!(t >= 0 && t < V)) throw new RangeError(`model: token ${t} is outside the vocabulary of ${V}`);
     const training = options.training ?? false, step = options.step ?? 0;
     this.ws.release();
-    const ws = this.ws, k = this.k;
+    const ws = this.ws, kernels = this.kernels;
 
     const inputs = ws.i32(N);
     inputs.set(batch.inputs);
     let x = ws.scratch(N * d);
-    k.gatherRows(this.wte.data, inputs, N, d, x);
+    kernels.gatherRows(this.wte.data, inputs, N, d, x);
     if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) x[n * d + j]! += this.wpe.data[(n % T) * d + j]!;
     const embedMask = this.dropout(x, training, step, -1, 'embed');
 
@@ -186,12 +186,12 @@ export class Transformer {
       const n1 = this.norm(layer.norm1, x, N);
       const attention = this.attentionShards(shape);
       await this.shards.attentionForward(shape, layer.attn, n1.out, this.rope, attention);
-      const a = sumShards(ws, k, attention.map((sh) => sh.buffers.y));
+      const a = sumShards(ws, kernels, attention.map((sh) => sh.buffers.y));
       const projBias = layer.attn.proj.b;
       if (projBias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) a[r * d + j]! += projBias[j]!;
       const attnMask = this.dropout(a, training, step, layer.index, 'attn');
       const x1 = ws.scratch(N * d);
-      k.add(x, a, x1);
+      kernels.add(x, a, x1);
 
       const n2 = this.norm(layer.norm2, x1, N);
       let fOut: Float32Array;
@@ -205,13 +205,13 @@ export class Transformer {
       } else {
         shards = this.mlpShards(N);
         await this.shards.ffnForward(this.ffnShape, layer.mlp!.w, n2.out, shards);
-        fOut = sumShards(ws, k, shards.map((sh) => sh.buffers.y));
+        fOut = sumShards(ws, kernels, shards.map((sh) => sh.buffers.y));
         const bias = layer.mlp!.downBias?.data;
         if (bias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) fOut[r * d + j]! += bias[j]!;
       }
       const ffnMask = this.dropout(fOut, training, step, layer.index, 'ffn');
       const x2 = ws.scratch(N * d);
-      k.add(x1, fOut, x2);
+      kernels.add(x1, fOut, x2);
       layerCaches.push({
         n1: n1.cache, attention, ...(attnMask && { attnMask }), n2: n2.cache, ...(shards && { shards }), ...(ffnMask && { ffnMask }),
       });
@@ -219,14 +219,14 @@ export class Transformer {
     }
     const nf = this.norm(this.normF, x, N);
     const logits = ws.scratch(N * V);
-    k.gemm('nt', N, V, d, nf.out, this.wte.data, logits, false);
+    kernels.gemm('nt', N, V, d, nf.out, this.wte.data, logits, false);
 
     let ce = NaN;
     let dLogits: Float32Array | undefined;
     if (batch.targets) {
       if (batch.targets.length !== N) throw new RangeError(`model: targets have ${batch.targets.length} tokens, expected ${N}`);
       dLogits = ws.scratch(N * V);
-      ce = crossEntropy(k, logits, batch.targets, N, V, dLogits, ws.scratch(N));
+      ce = crossEntropy(kernels, logits, batch.targets, N, V, dLogits, ws.scratch(N));
     }
     this.cache = {
       batch, inputs, ...(embedMask && { embedMask }), layers: layerCaches, nf: nf.cache, hF: nf.out,
@@ -239,14 +239,14 @@ export class Transformer {
   async backward(): Promise<void> {
     const s = this.cache;
     if (!s?.dLogits) throw new Error('model: backward needs a forward with targets first');
-    const c = this.config, d = c.dModel, V = c.vocabSize, k = this.k, ws = this.ws;
+    const c = this.config, d = c.dModel, V = c.vocabSize, kernels = this.kernels, ws = this.ws;
     const { batch: B, context: T } = s.batch;
     const N = B * T;
     this.params.zeroGrads();
 
-    k.gemm('tn', V, d, N, s.dLogits, s.hF, this.wte.grad, true); // the head's half of the tied embedding
+    kernels.gemm('tn', V, d, N, s.dLogits, s.hF, this.wte.grad, true); // the head's half of the tied embedding
     const dhF = ws.scratch(N * d);
-    k.gemm('nn', N, d, V, s.dLogits, this.wte.data, dhF, false);
+    kernels.gemm('nn', N, d, V, s.dLogits, this.wte.data, dhF, false);
     const dx = ws.f32(N * d);
     this.normBackward(this.normF, s.nf, dhF, N, dx, false);
 
@@ -254,15 +254,15 @@ export class Transformer {
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i]!, lc = s.layers[i]!;
       // x₂ = x₁ + drop(ffn(norm₂(x₁))): the residual passes dx through; the branch adds its own.
-      const dF = masked(ws, k, dx, lc.ffnMask);
+      const dF = masked(ws, kernels, dx, lc.ffnMask);
       const dH2 = layer.moe ? await layer.moe.backward(dF) : await this.mlpBackward(layer.mlp!, lc, dF, N);
       this.normBackward(layer.norm2, lc.n2, dH2, N, dx, true);
-      const dA = masked(ws, k, dx, lc.attnMask);
+      const dA = masked(ws, kernels, dx, lc.attnMask);
       const dH1 = await this.attentionBackward(layer, lc, dA, shape);
       this.normBackward(layer.norm1, lc.n1, dH1, N, dx, true);
     }
-    const dEmbed = masked(ws, k, dx, s.embedMask);
-    k.scatterAddRows(dEmbed, s.inputs, N, d, this.wte.grad);
+    const dEmbed = masked(ws, kernels, dx, s.embedMask);
+    kernels.scatterAddRows(dEmbed, s.inputs, N, d, this.wte.grad);
     if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) this.wpe.grad[(n % T) * d + j]! += dEmbed[n * d + j]!;
   }
 
@@ -294,7 +294,7 @@ export class Transformer {
     await this.shards.attentionBackward(shape, layer.attn, lc.n1.out, this.rope, dy, lc.attention);
     const db = layer.attn.proj.db;
     if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
-    return sumShards(this.ws, this.k, lc.attention.map((sh) => sh.buffers.dx));
+    return sumShards(this.ws, this.kernels, lc.attention.map((sh) => sh.buffers.dx));
   }
 
   private get ffnShape(): FfnShape {
@@ -320,7 +320,7 @@ export class Transformer {
     const d = this.config.dModel;
     const shards = lc.shards!;
     await this.shards.ffnBackward(this.ffnShape, mlp.w, mlp.g, lc.n2.out, dy, shards);
-    const dx = sumShards(this.ws, this.k, shards.map((sh) => sh.buffers.dx));
+    const dx = sumShards(this.ws, this.kernels, shards.map((sh) => sh.buffers.dx));
     const db = mlp.downBias?.grad;
     if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
     return dx;
@@ -329,8 +329,8 @@ export class Transformer {
   private norm(p: NormParams, x: Float32Array, n: number): { out: Float32Array; cache: NormCache } {
     const d = this.config.dModel;
     const out = this.ws.scratch(n * d), rstd = this.ws.scratch(n), mean = this.ws.scratch(n);
-    if (this.config.norm === 'layernorm') this.k.layerNorm(x, p.gain.data, p.bias?.data, out, rstd, mean, n, d, LAYERNORM_EPS);
-    else this.k.rmsNorm(x, p.gain.data, out, rstd, n, d, RMSNORM_EPS);
+    if (this.config.norm === 'layernorm') this.kernels.layerNorm(x, p.gain.data, p.bias?.data, out, rstd, mean, n, d, LAYERNORM_EPS);
+    else this.kernels.rmsNorm(x, p.gain.data, out, rstd, n, d, RMSNORM_EPS);
     return { out, cache: { x, out, rstd, mean } };
   }
 
@@ -338,9 +338,9 @@ export class Transformer {
   private normBackward(p: NormParams, c: NormCache, dy: Float32Array, n: number, dx: Float32Array, accumulate: boolean): void {
     const d = this.config.dModel;
     const out = accumulate ? this.ws.scratch(n * d) : dx;
-    if (this.config.norm === 'layernorm') this.k.layerNormBackward(c.x, p.gain.data, c.rstd, c.mean, dy, out, p.gain.grad, p.bias?.grad, n, d);
-    else this.k.rmsNormBackward(c.x, p.gain.data, c.rstd, dy, out, p.gain.grad, n, d);
-    if (accumulate) this.k.add(dx, out, dx);
+    if (this.config.norm === 'layernorm') this.kernels.layerNormBackward(c.x, p.gain.data, c.rstd, c.mean, dy, out, p.gain.grad, p.bias?.grad, n, d);
+    else this.kernels.rmsNormBackward(c.x, p.gain.data, c.rstd, dy, out, p.gain.grad, n, d);
+    if (accumulate) this.kernels.add(dx, out, dx);
   }
 
   /** Inverted dropout in place; returns the mask (0 or 1/(1−rate)) for backward, or nothing when off. */
@@ -354,25 +354,25 @@ export class Transformer {
   }
 }
 
-function copyOf(k: Kernels, a: Float32Array): Float32Array {
-  const copy = k.allocF32(a.length);
+function copyOf(kernels: Kernels, a: Float32Array): Float32Array {
+  const copy = kernels.allocF32(a.length);
   copy.set(a);
   return copy;
 }
 
-function masked(ws: Workspace, k: Kernels, g: Float32Array, mask: Float32Array | undefined): Float32Array {
+function masked(ws: Workspace, kernels: Kernels, g: Float32Array, mask: Float32Array | undefined): Float32Array {
   if (!mask) return g;
   const out = ws.scratch(g.length);
-  k.multiply(g, mask, out);
+  kernels.multiply(g, mask, out);
   return out;
 }
 
 /** Σ of the shards' partial sums, in shard order (a single shard's output is the sum itself). */
-function sumShards(ws: Workspace, k: Kernels, parts: Float32Array[]): Float32Array {
+function sumShards(ws: Workspace, kernels: Kernels, parts: Float32Array[]): Float32Array {
   const [first, second, ...rest] = parts;
   if (!second) return first!;
   const sum = ws.scratch(first!.length);
-  k.add(first!, second, sum);
-  for (const part of rest) k.add(sum, part, sum);
+  kernels.add(first!, second, sum);
+  for (const part of rest) kernels.add(sum, part, sum);
   return sum;
 }

@@ -13,7 +13,7 @@ import { Rng } from '../model/rng.js';
 const SRC = 'runs/x/model.safetensors';
 const tempDir = () => mkdtempSync(join(tmpdir(), 'switchyard-ckpt-'));
 const f32 = (...v: number[]) => new Float32Array(v);
-const fromBits = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0];
+const fromBits = (bits: number) => new Float32Array(new Uint32Array([bits]).buffer)[0]!;
 const bf16 = (v: number) => { const a = f32(v); toBF16Precision(a); return a[0]; };
 
 function sample(): Record<string, Tensor> {
@@ -52,33 +52,33 @@ function withHeader(bytes: Uint8Array, edit: (h: Record<string, any>) => unknown
 describe('round trip', () => {
   it('keeps F32 and I32 exactly, BF16 at bfloat16 precision, shapes and metadata', () => {
     const tensors = sample();
-    const bf16Input = new Float32Array(tensors['experts.w1'].data);
+    const bf16Input = new Float32Array(tensors['experts.w1']!.data);
     const metadata = { config: '{"dModel":4}', step: '12' };
     const got = decodeSafetensors(encodeSafetensors(tensors, metadata), SRC);
 
     expect(got.metadata).toEqual(metadata);
     expect(Object.keys(got.tensors)).toEqual(Object.keys(tensors));
     for (const [name, t] of Object.entries(tensors)) {
-      expect(got.tensors[name].dtype, name).toBe(t.dtype);
-      expect(got.tensors[name].shape, name).toEqual(t.shape);
-      expect(got.tensors[name].data.constructor, name).toBe(t.data.constructor);
+      expect(got.tensors[name]!.dtype, name).toBe(t.dtype);
+      expect(got.tensors[name]!.shape, name).toEqual(t.shape);
+      expect(got.tensors[name]!.data.constructor, name).toBe(t.data.constructor);
     }
-    expect(Array.from(got.tensors['router.w'].data)).toEqual(Array.from(tensors['router.w'].data));
-    expect(Array.from(got.tensors.step.data)).toEqual([7, -2_000_000_000, 2_147_483_647]);
-    expect(got.tensors.empty.data.length).toBe(0);
-    expect(Array.from(got.tensors.after_odd.data)).toEqual([1.5, -2.25]);
+    expect(Array.from(got.tensors['router.w']!.data)).toEqual(Array.from(tensors['router.w']!.data));
+    expect(Array.from(got.tensors.step!.data)).toEqual([7, -2_000_000_000, 2_147_483_647]);
+    expect(got.tensors.empty!.data.length).toBe(0);
+    expect(Array.from(got.tensors.after_odd!.data)).toEqual([1.5, -2.25]);
 
-    expect(Array.from(tensors['experts.w1'].data), 'encoding leaves the caller\'s floats alone').toEqual(Array.from(bf16Input));
+    expect(Array.from(tensors['experts.w1']!.data), 'encoding leaves the caller\'s floats alone').toEqual(Array.from(bf16Input));
     const rounded = new Float32Array(bf16Input);
     toBF16Precision(rounded);
-    expect(Array.from(got.tensors['experts.w1'].data)).toEqual(Array.from(rounded));
+    expect(Array.from(got.tensors['experts.w1']!.data)).toEqual(Array.from(rounded));
     expect(rounded.some((v, i) => v !== bf16Input[i]), 'the input was not already bf16').toBe(true);
-    expect(got.tensors.odd.data[0]).toBe(bf16(-0.1));
+    expect(got.tensors.odd!.data[0]).toBe(bf16(-0.1));
   });
 
   it('BF16 keeps NaN, ±Infinity and -0', () => {
     const data = f32(NaN, fromBits(0x7f800001), Infinity, -Infinity, -0, 1);
-    const got = decodeSafetensors(encodeSafetensors({ s: { dtype: 'BF16', shape: [6], data } }), SRC).tensors.s.data;
+    const got = decodeSafetensors(encodeSafetensors({ s: { dtype: 'BF16', shape: [6], data } }), SRC).tensors.s!.data;
     expect(Number.isNaN(got[0]) && Number.isNaN(got[1])).toBe(true);
     expect([got[2], got[3], got[5]]).toEqual([Infinity, -Infinity, 1]);
     expect(Object.is(got[4], -0)).toBe(true);
@@ -88,9 +88,9 @@ describe('round trip', () => {
     expect(decodeSafetensors(encodeSafetensors({}), SRC)).toEqual({ tensors: {}, metadata: {} });
     const bytes = encodeSafetensors({ s: { dtype: 'F32', shape: [], data: f32(3) } });
     const got = decodeSafetensors(bytes, SRC);
-    expect(got.tensors.s).toEqual({ dtype: 'F32', shape: [], data: f32(3) });
+    expect(got.tensors.s!).toEqual({ dtype: 'F32', shape: [], data: f32(3) });
     bytes.fill(0, bytes.length - 4);
-    expect(got.tensors.s.data[0]).toBe(3);
+    expect(got.tensors.s!.data[0]).toBe(3);
   });
 
   it('saves and loads through a file', () => {
@@ -98,8 +98,8 @@ describe('round trip', () => {
     saveSafetensors(path, sample(), { note: 'ünïcode ✓' });
     const got = loadSafetensors(path);
     expect(got.metadata).toEqual({ note: 'ünïcode ✓' });
-    expect(Array.from(got.tensors.after_odd.data)).toEqual([1.5, -2.25]);
-    expect(Array.from(got.tensors['router.w'].data)).toEqual(Array.from(sample()['router.w'].data));
+    expect(Array.from(got.tensors.after_odd!.data)).toEqual([1.5, -2.25]);
+    expect(Array.from(got.tensors['router.w']!.data)).toEqual(Array.from(sample()['router.w']!.data));
   });
 
   it('lays every tensor at a multiple of its element size, keeping the given order in the header', () => {
@@ -123,7 +123,7 @@ describe('round trip', () => {
       i: { dtype: 'I32', shape: [1], data_offsets: [10, 14] },
     }), data));
     const got = loadSafetensors(path).tensors;
-    expect([...got.h.data, ...got.f.data, ...got.i.data]).toEqual([1, 1.5, -2.25, 5]);
+    expect([...got.h!.data, ...got.f!.data, ...got.i!.data]).toEqual([1, 1.5, -2.25, 5]);
   });
 });
 
@@ -150,7 +150,7 @@ describe('toBF16Precision', () => {
     const values = f32(NaN, fromBits(0x7f800001), fromBits(0xff800001), -0);
     toBF16Precision(values);
     expect(Array.from(values.subarray(0, 3)).every(Number.isNaN)).toBe(true);
-    expect(new Uint32Array(values.buffer)[2] >>> 31, 'sign kept').toBe(1);
+    expect(new Uint32Array(values.buffer)[2]! >>> 31, 'sign kept').toBe(1);
     expect(Object.is(values[3], -0)).toBe(true);
   });
 
@@ -169,7 +169,7 @@ describe('byte layout', () => {
     );
     const { length, json } = header(bytes);
     expect(Array.from(bytes.subarray(4, 8))).toEqual([0, 0, 0, 0]);
-    expect(bytes[0] + 256 * bytes[1]).toBe(length);
+    expect(bytes[0]! + 256 * bytes[1]!).toBe(length);
     expect(length % 8).toBe(0);
     const text = new TextDecoder().decode(bytes.subarray(8, 8 + length));
     expect(text.startsWith('{')).toBe(true);
@@ -193,7 +193,7 @@ describe('byte layout', () => {
     const foreign = withHeader(ours, (h) => `{"b":${JSON.stringify(h.b)},"a":${JSON.stringify(h.a)}}`);
     const got = decodeSafetensors(foreign, SRC);
     expect(got.metadata).toEqual({});
-    expect([got.tensors.a.data[0], got.tensors.b.data[0]]).toEqual([5, 6]);
+    expect([got.tensors.a!.data[0], got.tensors.b!.data[0]]).toEqual([5, 6]);
   });
 });
 
@@ -260,7 +260,7 @@ describe('clear errors', () => {
 
   it('a flipped data byte', () => {
     const bytes = good();
-    bytes[bytes.length - 3] ^= 0x01;
+    bytes[bytes.length - 3]! ^= 0x01;
     expect(() => decodeSafetensors(bytes, SRC)).toThrow(`${SRC}: data was modified: sha256 mismatch`);
   });
 
@@ -281,13 +281,13 @@ describe('clear errors', () => {
     expect(bad((h) => { h.__metadata__.sha256 = '0'.repeat(64); })).toThrow(`${SRC}: data was modified: sha256 mismatch`);
     // The checksum covers the data only: a header edit that keeps a valid layout goes unnoticed.
     const swapped = decodeSafetensors(withHeader(bytes, (h) => { [h.w.data_offsets, h.v.data_offsets] = [h.v.data_offsets, h.w.data_offsets]; }), SRC);
-    expect(Array.from(swapped.tensors.w.data)).toEqual([5, 6, 7, 8]);
+    expect(Array.from(swapped.tensors.w!.data)).toEqual([5, 6, 7, 8]);
   });
 
   it('a checkpoint that does not match the model', () => {
     const file = decodeSafetensors(good(), SRC);
-    expect(expectTensor(file, SRC, 'w', 'F32', [2, 2])).toBe(file.tensors.w);
-    expect(expectTensor(file, SRC, 'w', ['BF16', 'F32'], [2, 2])).toBe(file.tensors.w);
+    expect(expectTensor(file, SRC, 'w', 'F32', [2, 2])).toBe(file.tensors.w!);
+    expect(expectTensor(file, SRC, 'w', ['BF16', 'F32'], [2, 2])).toBe(file.tensors.w!);
     expect(() => expectTensor(file, SRC, 'w', 'F32', [4, 4])).toThrow(`${SRC}: tensor "w" has shape [2×2], expected [4×4]`);
     expect(() => expectTensor(file, SRC, 'v', 'F32', [2, 2])).toThrow(`${SRC}: tensor "v" has shape [4], expected [2×2]`);
     expect(() => expectTensor(file, SRC, 'w', 'I32', [2, 2])).toThrow(`${SRC}: tensor "w" has dtype F32, expected I32`);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exportRun, importRun } from '../app/interchange.js';
 import { train } from '../app/train.js';
-import { loadRun, saveCheckpoint, writeRunConfig } from '../app/run-folder.js';
+import { openRun, saveCheckpoint, writeRunConfig } from '../app/run-folder.js';
 import { createKernels } from '../kernels/index.js';
 import { type Tensor, decodeSafetensors, encodeSafetensors } from '../app/safetensors.js';
 import { type ModelConfig, PRESETS } from '../model/config.js';
@@ -37,7 +37,7 @@ async function makeRun(config: ModelConfig, tok: Tokenizer = tokenizer): Promise
 }
 
 async function logitsOf(dir: string, tokens: Int32Array, batch: number): Promise<Float32Array> {
-  const run = loadRun(dir, kernels);
+  const run = openRun(dir, kernels);
   const { logits } = await run.model.forward({ inputs: tokens, batch, context: tokens.length / batch });
   const copy = Float32Array.from(logits);
   await run.model.dispose();
@@ -86,7 +86,7 @@ describe('import from Qwen2-MoE', () => {
     const hf = scratch(), back = scratch();
     await exportRun(run, hf, kernels);
     await importRun(hf, back, kernels);
-    const a = loadRun(run, kernels), b = loadRun(back, kernels);
+    const a = openRun(run, kernels), b = openRun(back, kernels);
     expect(b.step).toBe(0);
     for (const p of a.model.params.list) expect(Array.from(b.model.params.get(p.name).data), p.name).toEqual(Array.from(p.data));
     await a.model.dispose(); await b.model.dispose();
@@ -120,7 +120,7 @@ describe('import from Qwen2-MoE', () => {
     await importRun(hf, back, kernels);
     const result = await train({ out: back, resume: true, workers: 0, train: { steps: 2, evalEvery: 2, evalBatches: 1 } });
     expect(result).toMatchObject({ stepsDone: 2, stopped: false });
-    expect(loadRun(back, kernels).step).toBe(2);
+    expect(openRun(back, kernels).step).toBe(2);
   }, 60_000);
 
   it('refuses a non-zero shared expert and an untied head, by name', async () => {
