@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readRunConfig } from './run-folder.js';
 import type { ModelConfig } from '../model/config.js';
-import { machine } from '../bench/report.js';
+import { machine } from './machine.js';
 import { heatmap, lineChart, type Series } from './svg.js';
 
 export interface LogLine {

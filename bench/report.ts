@@ -1,13 +1,8 @@
 // How every benchmark reports: a table on stdout, and the same rows as a JSON array with --json.
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { machine } from '../app/machine.js';
 
 export type Row = Record<string, string | number>;
-
-/** The machine a figure was measured on, stamped on every JSON row. */
-export function machine(): Row {
-  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version };
-}
 
 export function printTable(rows: Row[], columns: string[]): void {
   const cell = (v: string | number | undefined) =>

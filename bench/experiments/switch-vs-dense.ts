@@ -8,7 +8,8 @@ import { Command } from 'commander';
 import { train } from '../../app/train.js';
 import type { ModelConfig } from '../../model/config.js';
 import { finalFigures, readRun, renderReport } from '../../app/report.js';
-import { machine, printTable } from '../report.js';
+import { machine } from '../../app/machine.js';
+import { printTable } from '../report.js';
 import { lineChart } from '../../app/svg.js';
 
 const RUNS: [string, Partial<ModelConfig>][] = [
