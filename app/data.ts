@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Rng } from '../model/rng.js';
 import type { Tokenizer } from './tokenizer.js';
 
-// This module runs as model/data.ts (tests) and as dist/model/data.js (built CLI): one level deeper.
+// This module runs as app/data.ts (tests) and as dist/app/data.js (built CLI): one level deeper.
 const corpusCandidates = ['../data/tinyshakespeare.txt', '../../data/tinyshakespeare.txt']
   .map((relative) => fileURLToPath(new URL(relative, import.meta.url)));
 

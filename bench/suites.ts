@@ -17,7 +17,7 @@ import { charTokenizer } from '../app/tokenizer.js';
 import { Transformer } from '../model/transformer.js';
 import { type Row, quantile } from './report.js';
 
-/** The engine issue's Switch layer shapes. */
+/** The Switch layer shapes the engine is measured at: a small layer (routing and messaging matter) and a medium one (GEMMs dominate). */
 export const SHAPES = {
   SMALL: { tokens: 1024, dModel: 128, dFF: 512, numExperts: 8 },
   MEDIUM: { tokens: 4096, dModel: 512, dFF: 2048, numExperts: 8 },

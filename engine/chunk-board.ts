@@ -1,5 +1,5 @@
 // How the expert workers share one phase's work. Each expert's tokens are cut into chunks
-// (CHUNK_ROWS in model/expert.ts). An expert's owner (engine/placement.ts) claims its chunks from
+// (ROW_BLOCK in model/expert.ts). An expert's owner (engine/placement.ts) claims its chunks from
 // the front; a worker that has finished its own experts takes single chunks from the back of
 // whichever expert has the most left. So a worker slowed by anything (a neighbour on its core, a
 // heavier expert than the placement foresaw) hands its tail to one that is free, and when the

@@ -133,7 +133,7 @@ describe('work sharing', () => {
   });
 
 
-  // Enough tokens that each expert has several chunks (CHUNK_ROWS), so chunks other than the first are taken.
+  // Enough tokens that each expert has several chunks (ROW_BLOCK rows each), so chunks other than the first are taken.
   it.each([
     ['relu top-1', { dModel: 16, dFF: 24, numExperts: 3 }],
     ['swiglu top-2 with dropout and jitter', { dModel: 12, dFF: 20, numExperts: 3, topK: 2, activation: 'swiglu', expertDropout: 0.3, routerJitter: 0.1 }],

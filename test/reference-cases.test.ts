@@ -1,6 +1,6 @@
-// Reference cases through the layer, on every backend: the six shared ones (copied from
-// shared/reference/switch-layer) and ten more made by test/oracle/switch_cases.py, which reproduces
-// the shared six to 1e-15 before it writes new shapes, expert counts, capacities and activations.
+// Reference cases through the layer, on every backend: the project's six (test/reference/*.json,
+// float64 results of docs/SPEC.md) and ten more made by test/oracle/switch_cases.py, which reproduces
+// the six to 1e-15 before it writes new shapes, expert counts, capacities and activations.
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { SwitchEngine } from '../engine/switch-engine.js';

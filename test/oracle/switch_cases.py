@@ -3,8 +3,8 @@
   /usr/bin/python3 test/oracle/switch_cases.py verify FILE...   # recompute cases, compare to their outputs
   /usr/bin/python3 test/oracle/switch_cases.py generate DIR      # write new cases in the same format
 
-Not a dependency of Switchyard: it checks that our reading of SPEC agrees with shared/reference
-(verify) and makes the extra cases in test/reference/generated (generate). Needs torch
+Not a dependency of Switchyard: it checks that our reading of SPEC agrees with the project's
+reference cases in test/reference (verify) and makes the extra cases in test/reference/generated (generate). Needs torch
 (Debian: apt-get install python3-torch).
 """
 import json
