@@ -2,7 +2,7 @@
 import { type LoadedRun, openRun } from './app/run-folder.js';
 import { validationLoss } from './app/train.js';
 import { createKernels } from './kernels/index.js';
-import { validationBatches, loadCorpus, makeDataset } from './app/data.js';
+import { findCorpus, makeDataset, validationBatches } from './app/data.js';
 import { type SampleOptions, sample } from './app/generate.js';
 
 export { train, type TrainOptions, type TrainResult, type StepReport, type PresetName } from './app/train.js';
@@ -26,10 +26,14 @@ export async function generate(run: LoadedRun, options: Partial<SampleOptions> &
   return sample(run.model, run.tokenizer, prompt, { maxTokens, temperature, topK, seed });
 }
 
-/** The run's validation loss (mean cross-entropy over its held-out batches) and perplexity. */
-export async function evaluateRun(run: LoadedRun): Promise<{ valLoss: number; perplexity: number; step: number }> {
+/**
+ * The run's validation loss (mean cross-entropy over its held-out batches) and perplexity.
+ * `data`: where the run's corpus is, when it has moved from where the run recorded it.
+ */
+export async function evaluateRun(run: LoadedRun, options: { data?: string } = {}): Promise<{ valLoss: number; perplexity: number; step: number }> {
   const t = run.config.train;
-  const data = makeDataset(loadCorpus(run.config.data).text, run.tokenizer, run.config.data);
+  const corpus = findCorpus(run.config.data, run.dir, options.data);
+  const data = makeDataset(corpus.text, run.tokenizer, corpus.source);
   const valLoss = await validationLoss(run.model, validationBatches(data.val, t.batch, run.config.model.context, t.evalBatches, t.seed));
   return { valLoss, perplexity: Math.exp(valLoss), step: run.step };
 }

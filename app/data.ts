@@ -1,7 +1,9 @@
 // Training data, as nanoGPT's shakespeare_char: a corpus encoded whole, split 90/10 into training
 // and validation, and batches of random windows. Every batch is drawn from an Rng keyed by seed and
 // step (or validation index), so a resumed run sees exactly the data it would have seen.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { basename, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../model/rng.js';
 import type { Tokenizer } from './tokenizer.js';
@@ -30,6 +32,42 @@ export function loadCorpus(path: string = DEFAULT_CORPUS): { text: string; sourc
     throw new Error(`${path}: not UTF-8 text (invalid byte sequence near byte ${firstInvalidByte(bytes)})`);
   }
   return { text, source: path };
+}
+
+/**
+ * A run's corpus as its config.json records it, so the run folder can move: the embedded corpus by
+ * name, a file by its path relative to the run folder; either way checked by its checksum.
+ */
+export interface CorpusRef { name: string; path?: string; sha256: string }
+
+const EMBEDDED = 'tinyshakespeare';
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** The corpus at `file` (default: the embedded one) and how a run in `runDir` records it. */
+export function corpusRef(file: string | undefined, runDir: string): { ref: CorpusRef; text: string } {
+  const { text } = loadCorpus(file);
+  const ref = file === undefined ? { name: EMBEDDED, sha256: sha256(text) }
+    : { name: basename(file), path: relative(resolve(runDir), resolve(file)), sha256: sha256(text) };
+  return { ref, text };
+}
+
+/**
+ * The corpus a run recorded, found again: at `given` (a file the user points at, which must be the
+ * same text), at its recorded path relative to `runDir`, or embedded. Older runs recorded a path.
+ */
+export function findCorpus(ref: CorpusRef | string, runDir: string, given?: string): { text: string; source: string } {
+  if (typeof ref === 'string') return loadCorpus(given ?? ref);
+  const at = given ?? (ref.path !== undefined ? resolve(runDir, ref.path) : DEFAULT_CORPUS);
+  if (!existsSync(at)) {
+    throw new Error(`the run's corpus ${ref.name} (sha256 ${ref.sha256.slice(0, 12)}…) is not at ${at}`
+      + `${ref.path !== undefined ? ` (config.json: data.path, relative to ${runDir})` : ''}; point at a copy of it with --data FILE`);
+  }
+  const corpus = loadCorpus(at);
+  if (sha256(corpus.text) !== ref.sha256) {
+    throw new Error(`${at} is not the run's corpus ${ref.name}: its sha256 differs (the run's begins ${ref.sha256.slice(0, 12)}…); `
+      + 'point at the text the run was trained on with --data FILE');
+  }
+  return corpus;
 }
 
 /** Offset of the lead byte of the first ill-formed sequence, by the well-formed table of Unicode §3.9. */

@@ -11,8 +11,12 @@ export interface Tensor { dtype: DType; shape: number[]; data: Float32Array | In
 export interface SafetensorsFile { tensors: Record<string, Tensor>; metadata: Record<string, string> }
 
 const BYTES: Record<DType, number> = { F32: 4, BF16: 2, I32: 4 };
-// The integrity key is ours: written on encode, verified and removed on decode.
+// The integrity key is ours: written on encode, verified and removed on decode. Its value is
+// `file:` and the sha256 of the header (without this key) and the data, so a changed byte anywhere
+// is refused; files from before the header was covered hold the data's sha256 alone.
 const HASH_KEY = 'sha256';
+const FILE_HASH = 'file:';
+const digest = (...parts: (Uint8Array | string)[]) => parts.reduce((h, p) => h.update(p), createHash('sha256')).digest('hex');
 
 // The format is little-endian and tensor bytes are copied as they lie in memory.
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('checkpoint: big-endian platforms are not supported');
@@ -48,15 +52,14 @@ function encode(source: string, tensors: Record<string, Tensor>, metadata: Recor
   // element size (torch refuses to view unaligned bytes as float32); the sort is stable, so the
   // given order holds within each width.
   const parts = [...items].sort((x, y) => BYTES[y.t.dtype] - BYTES[x.t.dtype]);
-  const hash = createHash('sha256');
   let offset = 0;
   for (const p of parts) {
     p.offsets = [offset, offset + p.bytes.length];
     offset += p.bytes.length;
-    hash.update(p.bytes);
   }
-  const entries = items.map(({ name, t, offsets }) => [name, { dtype: t.dtype, shape: t.shape, data_offsets: offsets }]);
-  const json = JSON.stringify({ __metadata__: { ...metadata, [HASH_KEY]: hash.digest('hex') }, ...Object.fromEntries(entries) });
+  const entries = Object.fromEntries(items.map(({ name, t, offsets }) => [name, { dtype: t.dtype, shape: t.shape, data_offsets: offsets }]));
+  const hash = FILE_HASH + digest(JSON.stringify({ __metadata__: metadata, ...entries }), ...parts.map((p) => p.bytes));
+  const json = JSON.stringify({ __metadata__: { ...metadata, [HASH_KEY]: hash }, ...entries });
   const raw = new TextEncoder().encode(json);
   // Padding to 8 keeps the data section 8-byte aligned, as the reference implementation does.
   const headerLength = Math.ceil(raw.length / 8) * 8;
@@ -115,7 +118,10 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
   if (covered !== dataLength) fail(source, 'tensors overlap or leave gaps');
 
   if (expectedHash !== undefined) {
-    const actual = createHash('sha256').update(bytes.subarray(dataStart)).digest('hex');
+    const data = bytes.subarray(dataStart);
+    const actual = expectedHash.startsWith(FILE_HASH)
+      ? FILE_HASH + digest(JSON.stringify({ ...(header as object), __metadata__: metadata }), data)
+      : digest(data);
     if (actual !== expectedHash) fail(source, 'data was modified: sha256 mismatch');
   }
 

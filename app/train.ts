@@ -1,6 +1,6 @@
 // Training a Switch Transformer language model: the run folder, the model on the worker threads,
 // the loop (a batch, forward, backward, AdamW), validation, the log and checkpoints.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { type ExpertBackend, planDevices } from '../engine/devices.js';
 import { onWorkers } from '../engine/on-workers.js';
@@ -8,19 +8,24 @@ import { WorkerPool } from '../engine/worker-pool.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { Arena } from '../kernels/arena.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
-import { type ModelConfig, PRESETS, type TrainConfig } from '../model/config.js';
+import { ARCHITECTURES, type ModelConfig, PRESETS, type TrainConfig, checkModelConfig } from '../model/config.js';
 import { AdamW } from '../model/optim.js';
 import type { SwitchStats } from '../model/switch-layer.js';
 import { Transformer } from '../model/transformer.js';
 import { calibrationFile } from './calibration-file.js';
-import { type Batch, DEFAULT_CORPUS, loadCorpus, makeDataset, trainBatch, validationBatches } from './data.js';
-import { type RunConfig, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './run-folder.js';
+import { writeFileAtomic } from './files.js';
+import { type Batch, corpusRef, findCorpus, makeDataset, trainBatch, validationBatches } from './data.js';
+import { OptionError, checkTrainOptions, runChanges } from './options.js';
+import { type RunConfig, type RunState, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './run-folder.js';
+import { lockRun } from './run-lock.js';
 import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from './tokenizer.js';
 
 export type PresetName = keyof typeof PRESETS;
 
 export interface TrainOptions {
   preset?: PresetName;
+  /** An architecture's model fields (norm, positions, activation, bias) over the preset's. */
+  arch?: keyof typeof ARCHITECTURES;
   model?: Partial<ModelConfig>;
   train?: Partial<TrainConfig>;
   /** A UTF-8 text file; default: the embedded tiny-shakespeare. */
@@ -35,7 +40,11 @@ export interface TrainOptions {
   /** What computes the experts (engine/devices.ts); default 'wasm'. */
   backend?: ExpertBackend;
   gpujsMode?: GpujsMode;
-  /** Lines about the devices chosen (what 'auto' measured). */
+  /** A checkpoint every this many steps, besides one at every validation and one when stopped. Default 100. */
+  checkpointEvery?: number;
+  /** Also keep the checkpoint with the lowest validation loss, as checkpoint-best.safetensors. */
+  keepBest?: boolean;
+  /** Lines about the run: what a resume changed, the devices chosen (what 'auto' measured). */
   log?: (line: string) => void;
   /** Called after every step. */
   onStep?: (report: StepReport) => void;
@@ -53,6 +62,7 @@ export interface StepReport {
   lr: number;
   gradNorm: number;
   tokensPerS: number;
+  /** Training wall time so far, over every session of the run. */
   elapsedS: number;
   /** Fraction of token assignments over capacity, over all Switch layers. */
   droppedFraction: number;
@@ -60,80 +70,140 @@ export interface StepReport {
   expertLoad: number[][];
 }
 
-export interface TrainResult { dir: string; stepsDone: number; stopped: boolean; lastLoss: number; valLoss: number }
+export interface TrainResult {
+  dir: string;
+  stepsDone: number;
+  stopped: boolean;
+  lastLoss: number;
+  /** The last validation loss (NaN if none ran). */
+  valLoss: number;
+  /** A resume of a run that had already taken all its steps: nothing was trained. */
+  alreadyFinished?: boolean;
+}
+
+export const DEFAULT_CHECKPOINT_EVERY = 100;
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const config = o.resume ? resumedConfig(o) : newConfig(o);
+  checkTrainOptions(o);
+  prepareFolder(o.out, o.resume ?? false);
+  const lock = await lockRun(o.out, o.resume ? 'train --resume' : 'train');
+  try {
+    return await trainLocked(o);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function trainLocked(o: TrainOptions): Promise<TrainResult> {
+  const log = o.log ?? (() => {});
+  const files = runFiles(o.out);
+  const { config, text } = o.resume ? resumedConfig(o, log) : newConfig(o);
   const t = config.train;
-  const data = makeDataset(loadCorpus(config.data).text, tokenizerFromSpec(config.tokenizer), config.data);
+  const data = makeDataset(text, tokenizerFromSpec(config.tokenizer), typeof config.data === 'string' ? config.data : config.data.name);
   const valBatches = validationBatches(data.val, t.batch, config.model.context, t.evalBatches, t.seed);
   const { model, optimizer, close } = await buildModel(config, o);
   try {
-    const files = runFiles(o.out);
-    mkdirSync(o.out, { recursive: true });
-    let start = 0;
+    let state: RunState = { step: 0, elapsedS: 0, bestValLoss: NaN, valLoss: NaN };
     if (o.resume) {
-      start = loadCheckpoint(o.out, model, optimizer);
-      keepLogBefore(files.log, start);
+      state = loadCheckpoint(o.out, model, optimizer);
+      keepLogBefore(files.log, state.step);
+      if (state.step >= t.steps) {
+        log(`${o.out} is finished: ${state.step} of ${t.steps} steps (validation loss ${state.valLoss.toFixed(4)}); `
+          + 'resume with a larger --steps to train further');
+        return { dir: o.out, stepsDone: state.step, stopped: false, lastLoss: NaN, valLoss: state.valLoss, alreadyFinished: true };
+      }
     } else {
       writeRunConfig(o.out, config);
       writeFileSync(files.log, '');
     }
-
-    const began = performance.now();
-    let lastLoss = NaN, valLoss = NaN, step = start;
-    for (; step < t.steps && !o.signal?.aborted; step++) {
-      const stepBegan = performance.now();
+    const checkpointEvery = o.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    // The clock continues from the run's earlier sessions.
+    const began = performance.now() - state.elapsedS * 1000;
+    const save = (file?: string) => saveCheckpoint(o.out, model, optimizer, { ...state, elapsedS: (performance.now() - began) / 1000 }, file);
+    let lastLoss = NaN;
+    while (state.step < t.steps && !o.signal?.aborted) {
+      const step = state.step, stepBegan = performance.now();
       const batch = trainBatch(data.train, t.batch, config.model.context, t.seed, step);
       const out = await model.forward(batch, { training: true, step });
       await model.backward();
       const { lr, gradNorm } = optimizer.step(step);
       model.syncComputeCopies();
       lastLoss = out.loss;
+      state.step = step + 1;
       const report: StepReport = {
-        step: step + 1, steps: t.steps, loss: out.loss, crossEntropy: out.crossEntropy, lr, gradNorm,
+        step: state.step, steps: t.steps, loss: out.loss, crossEntropy: out.crossEntropy, lr, gradNorm,
         tokensPerS: batch.inputs.length / ((performance.now() - stepBegan) / 1000), elapsedS: (performance.now() - began) / 1000,
         ...routingReport(out.switchStats),
       };
-      const validate = (step + 1) % t.evalEvery === 0 || step === t.steps - 1;
+      const validate = state.step % t.evalEvery === 0 || state.step === t.steps;
       if (validate) {
-        valLoss = await validationLoss(model, valBatches);
-        report.valLoss = valLoss;
+        state.valLoss = report.valLoss = await validationLoss(model, valBatches);
+        if (!(state.valLoss >= state.bestValLoss)) {
+          state.bestValLoss = state.valLoss;
+          if (o.keepBest) save(files.best);
+        }
       }
       appendFileSync(files.log, JSON.stringify(logLine(report)) + '\n');
-      if (validate) saveCheckpoint(o.out, model, optimizer, step + 1);
+      if (validate || state.step % checkpointEvery === 0) save();
       o.onStep?.(report);
     }
-    const stopped = step < t.steps;
-    if (stopped) saveCheckpoint(o.out, model, optimizer, step);
-    return { dir: o.out, stepsDone: step, stopped, lastLoss, valLoss };
+    const stopped = state.step < t.steps;
+    if (stopped) save();
+    return { dir: o.out, stepsDone: state.step, stopped, lastLoss, valLoss: state.valLoss };
   } finally {
     await close();
   }
 }
 
-/** A new run's configuration: the preset, the options over it, the tokenizer fitted to the corpus. */
-function newConfig(o: TrainOptions): RunConfig {
-  if (existsSync(runFiles(o.out).checkpoint)) throw new Error(`${o.out} already holds a run; pass --resume to continue it, or choose another --out`);
-  const preset = PRESETS[o.preset ?? 'tiny'];
-  if (!preset) throw new Error(`unknown preset '${o.preset}' (use ${Object.keys(PRESETS).join(', ')})`);
-  const { text } = loadCorpus(o.data);
-  const tokenizer = (o.tokenizer ?? 'char') === 'char' ? charTokenizer(text) : byteTokenizer();
-  return {
-    format: 'switchyard-run-1',
-    model: { ...preset.model, ...o.model, vocabSize: tokenizer.vocabSize },
-    train: { ...preset.train, ...o.train },
-    tokenizer: tokenizer.spec(),
-    data: o.data ?? DEFAULT_CORPUS,
-  };
+/** The run folder exists as a folder, and holds a run exactly when resuming. */
+function prepareFolder(out: string, resume: boolean): void {
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`--out ${out} is a file, not a folder; choose a folder for the run`);
+  const files = runFiles(out);
+  if (resume && !existsSync(files.checkpoint)) {
+    throw new Error(existsSync(files.config) ? `${out} has no checkpoint to resume from (the run stopped before its first one); start it again without --resume`
+      : `${out} holds no run to resume (no config.json); start one without --resume`);
+  }
+  if (!resume && existsSync(files.checkpoint)) throw new Error(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
+  mkdirSync(out, { recursive: true });
 }
 
-/** The saved configuration; training settings given with a resume (more steps, say) replace the saved ones. */
-function resumedConfig(o: TrainOptions): RunConfig {
+/** A new run's configuration: the preset, the options over it, the tokenizer fitted to the corpus. */
+function newConfig(o: TrainOptions): { config: RunConfig; text: string } {
+  const preset = PRESETS[o.preset ?? 'tiny'];
+  const { ref, text } = corpusRef(o.data, o.out);
+  const tokenizer = (o.tokenizer ?? 'char') === 'char' ? charTokenizer(text) : byteTokenizer();
+  const config: RunConfig = {
+    format: 'switchyard-run-1',
+    preset: o.preset ?? 'tiny',
+    model: { ...preset.model, ...(o.arch && ARCHITECTURES[o.arch]), ...o.model, vocabSize: tokenizer.vocabSize },
+    train: { ...preset.train, ...o.train },
+    tokenizer: tokenizer.spec(),
+    data: ref,
+  };
+  checkModelConfig(config.model);
+  return { config, text };
+}
+
+/**
+ * The saved configuration, with the schedule a resume may change (steps, learning rate, …)
+ * applied and said; options that define the run (its model, tokenizer, corpus, seed) are refused.
+ * --data may point at the run's own corpus where it has moved.
+ */
+function resumedConfig(o: TrainOptions, log: (line: string) => void): { config: RunConfig; text: string } {
   const saved = readRunConfig(o.out);
+  const refused = runChanges(o, saved);
+  if (refused.length > 0) {
+    throw new OptionError(`--resume continues ${o.out} as it was defined; these options would change it: ${refused.join(', ')}. `
+      + 'Start a new run with another --out to change them');
+  }
+  const { text } = findCorpus(saved.data, o.out, o.data);
   const config = { ...saved, train: { ...saved.train, ...o.train } };
-  if (JSON.stringify(config.train) !== JSON.stringify(saved.train)) writeRunConfig(o.out, config);
-  return config;
+  const changed = (Object.keys(config.train) as (keyof TrainConfig)[]).filter((k) => config.train[k] !== saved.train[k]);
+  if (changed.length > 0) {
+    log(`resume: ${changed.map((k) => `${k} ${saved.train[k]} → ${config.train[k]}`).join(', ')}`);
+    writeRunConfig(o.out, config);
+  }
+  return { config, text };
 }
 
 /** The model and its optimizer, with its layers on one pool of worker threads (none with 0 workers). */
@@ -186,9 +256,18 @@ function logLine(r: StepReport): Record<string, unknown> {
   };
 }
 
-/** A resumed run logs its steps again from the checkpoint on: drop what an interrupted run logged past it. */
+/**
+ * A resumed run logs its steps again from the checkpoint on: drop what an interrupted run logged
+ * past it, and a last line cut short by a kill.
+ */
 function keepLogBefore(file: string, nextStep: number): void {
   if (!existsSync(file)) return;
-  const kept = readFileSync(file, 'utf8').split('\n').filter((line) => line && (JSON.parse(line) as { step: number }).step <= nextStep);
-  writeFileSync(file, kept.map((l) => l + '\n').join(''));
+  const kept = readFileSync(file, 'utf8').split('\n').filter((line) => {
+    try {
+      return (JSON.parse(line) as { step: number }).step <= nextStep;
+    } catch {
+      return false;
+    }
+  });
+  writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
 }

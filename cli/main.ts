@@ -17,11 +17,26 @@ import { evaluateRun, generate, loadRun } from '../index.js';
 import { benchCommand } from './bench.js';
 import { checkReferenceFiles } from './check-reference.js';
 import { trainCommand } from './train.js';
+import { DEFAULT_CHECKPOINT_EVERY, type PresetName } from '../app/train.js';
+import { flagParser } from '../app/options.js';
 
 const program = new Command('switchyard')
   .description('Switch Transformers (sparse mixture-of-experts) on Node.js')
-  .showHelpAfterError()
+  // One line for a bad flag, and where the flags are listed, rather than the whole help.
+  .showHelpAfterError('(add --help to the command to list its flags)')
   .configureOutput({ outputError: (text, write) => write(text) });
+
+/** A flag's parser from the one table of training options (app/options.ts): the same check and words as the API's. */
+function option(flag: string): (value: string) => unknown {
+  const parse = flagParser(flag);
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
 
 function integer(min: number) {
   return (value: string): number => {
@@ -38,9 +53,9 @@ function number(check: (n: number) => boolean, what: string) {
   };
 }
 
-function backendOption(fallback: ExpertBackend): Option {
-  return new Option('--backend <name>', 'what computes the experts: wasm (WebAssembly workers), gpujs (gpu.js on every worker), '
-    + 'or auto (times both once per machine and shape, adds a gpu.js worker where that is faster)').choices(EXPERT_BACKENDS).default(fallback);
+function backendOption(): Option {
+  return new Option('--backend <name>', 'what computes the experts: wasm (the CPU kernels on worker threads; the default), gpujs (gpu.js on every worker), '
+    + 'or auto (times both once per machine and shape; a gpu.js GPU mode is added beside the CPU workers, a CPU mode takes a worker\'s place, each only where that shortens the step)').choices(EXPERT_BACKENDS);
 }
 function gpujsModeOption(): Option {
   return new Option('--gpujs-mode <mode>', 'gpu.js mode for --backend gpujs (default: the fastest here; GPU modes need the webgpu or gl bindings)')
@@ -50,47 +65,41 @@ function gpujsModeOption(): Option {
 program
   .command('train')
   .description('train a Switch Transformer language model (default: the tiny preset on tiny-shakespeare)')
-  .addOption(new Option('--preset <name>', 'model and training preset').choices(Object.keys(PRESETS)).default('tiny'))
+  .addOption(new Option('--preset <name>', 'model and training preset (default: tiny)').choices(Object.keys(PRESETS)))
   .addOption(new Option('--arch <name>', 'architecture: gpt (LayerNorm, learned positions, GELU) or qwen2-moe (RMSNorm, rotary, SwiGLU; exportable; the presets\' default)').choices(Object.keys(ARCHITECTURES)))
-  .option('--data <file>', 'a UTF-8 text file to train on (default: the embedded tiny-shakespeare)')
-  .addOption(new Option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes').choices(['char', 'byte']).default('char'))
-  .option('--steps <n>', 'training steps', integer(1))
+  .option('--data <file>', 'a UTF-8 text file to train on (default: the embedded tiny-shakespeare); with --resume, where the run\'s own corpus now is')
+  .addOption(new Option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes (default: char)').choices(['char', 'byte']))
+  .option('--steps <n>', 'training steps', option('--steps'))
   .option('--out <dir>', 'the run folder (default: runs/<preset>-<date>-<time>)')
-  .option('--seed <n>', 'seed for initialization, data order, dropout and jitter', integer(0))
-  .option('--workers <n>', `expert worker threads; 0 runs the experts in the main thread (default: ${availableParallelism()})`, integer(0))
-  .option('--resume', 'continue the run in --out from its checkpoint')
-  .addOption(backendOption('wasm'))
+  .option('--seed <n>', 'seed for initialization, data order, dropout and jitter', option('--seed'))
+  .option('--workers <n>', `expert worker threads; 0 runs the experts in the main thread (default: ${availableParallelism()})`, option('--workers'))
+  .option('--resume', 'continue the run in --out from its checkpoint (schedule flags such as --steps and --lr apply; model and data flags are refused)')
+  .addOption(backendOption())
   .addOption(gpujsModeOption())
   .addOption(new Option('--expert-dtype <dtype>', 'how expert weights are stored for compute').choices(['f32', 'bf16']))
-  .option('--experts <n>', 'experts per Switch layer; 0 trains a dense model', integer(0))
-  .option('--capacity-factor <x>', 'expert capacity factor, or "dropless"', (v: string) => (v === 'dropless' ? null : number((n) => n > 0, 'a number > 0 or "dropless"')(v)))
-  .option('--batch <n>', 'sequences per step', integer(1))
-  .option('--lr <x>', 'peak learning rate', number((n) => n > 0, 'a number > 0'))
-  .option('--eval-every <n>', 'steps between validations', integer(1))
+  .option('--experts <n>', 'experts per Switch layer; 0 trains a dense model', option('--experts'))
+  .option('--capacity-factor <x>', 'expert capacity factor, or "dropless"', option('--capacity-factor'))
+  .option('--batch <n>', 'sequences per step', option('--batch'))
+  .option('--lr <x>', 'peak learning rate', option('--lr'))
+  .option('--eval-every <n>', 'steps between validations', option('--eval-every'))
+  .option('--checkpoint-every <n>', `steps between checkpoints, besides one at every validation and on a stop (default: ${DEFAULT_CHECKPOINT_EVERY})`, option('--checkpoint-every'))
+  .option('--keep-best', 'also keep the checkpoint with the lowest validation loss (checkpoint-best.safetensors)')
   .action(async (o: {
-    preset: keyof typeof PRESETS; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
-    workers?: number; resume?: boolean; backend: ExpertBackend; gpujsMode?: GpujsMode; expertDtype?: 'f32' | 'bf16'; experts?: number;
-    capacityFactor?: number | null; batch?: number; lr?: number; evalEvery?: number;
+    preset?: PresetName; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer?: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
+    workers?: number; resume?: boolean; backend?: ExpertBackend; gpujsMode?: GpujsMode; expertDtype?: 'f32' | 'bf16'; experts?: number;
+    capacityFactor?: number | null; batch?: number; lr?: number; evalEvery?: number; checkpointEvery?: number; keepBest?: boolean;
   }) => {
     if (o.resume && !o.out) throw new InvalidArgumentError('--resume needs --out <run folder>');
     const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const given = <T extends object>(fields: T) => Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Partial<T>;
     await trainCommand({
-      preset: o.preset, tokenizer: o.tokenizer, out: o.out ?? `runs/${o.preset}-${stamp}`,
-      ...(o.data !== undefined && { data: o.data }),
-      ...(o.resume && { resume: true }),
-      ...(o.workers !== undefined && { workers: o.workers }),
-      backend: o.backend, ...(o.gpujsMode && { gpujsMode: o.gpujsMode }),
-      model: {
-        ...(o.arch && ARCHITECTURES[o.arch]),
-        ...(o.expertDtype && { expertDtype: o.expertDtype }),
-        ...(o.experts !== undefined && { numExperts: o.experts }),
-        ...(o.capacityFactor !== undefined && { capacityFactor: o.capacityFactor }),
-      },
-      train: {
-        ...(o.steps !== undefined && { steps: o.steps }), ...(o.seed !== undefined && { seed: o.seed }),
-        ...(o.batch !== undefined && { batch: o.batch }), ...(o.lr !== undefined && { learningRate: o.lr }),
-        ...(o.evalEvery !== undefined && { evalEvery: o.evalEvery }),
-      },
+      out: o.out ?? `runs/${o.preset ?? 'tiny'}-${stamp}`,
+      ...given({
+        preset: o.preset, arch: o.arch, tokenizer: o.tokenizer, data: o.data, resume: o.resume, workers: o.workers, backend: o.backend,
+        gpujsMode: o.gpujsMode, checkpointEvery: o.checkpointEvery, keepBest: o.keepBest,
+      }),
+      model: given({ expertDtype: o.expertDtype, numExperts: o.experts, capacityFactor: o.capacityFactor }),
+      train: given({ steps: o.steps, seed: o.seed, batch: o.batch, learningRate: o.lr, evalEvery: o.evalEvery }),
     });
   });
 
@@ -98,9 +107,10 @@ program
   .command('eval')
   .description("a run's validation loss and perplexity")
   .requiredOption('--run <dir>', 'the run folder')
-  .action(async (o: { run: string }) => {
+  .option('--data <file>', 'the run\'s corpus, where it is not at the path the run recorded')
+  .action(async (o: { run: string; data?: string }) => {
     const run = loadRun(o.run);
-    const r = await evaluateRun(run);
+    const r = await evaluateRun(run, o.data === undefined ? {} : { data: o.data });
     console.log(`step ${r.step}: validation loss ${r.valLoss.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)}`);
     await run.model.dispose();
   });
@@ -155,8 +165,9 @@ program
   .requiredOption('--from <dir>', 'the Qwen2-MoE folder')
   .requiredOption('--out <dir>', 'the run folder to write')
   .action(async (o: { from: string; out: string }) => {
-    await importRun(o.from, o.out, createKernels());
+    const notes = await importRun(o.from, o.out, createKernels());
     console.log(`wrote ${o.out}: config.json, checkpoint.safetensors (step 0)`);
+    for (const note of notes) console.log(`  ${note}`);
   });
 
 program

@@ -31,7 +31,7 @@ async function makeRun(config: ModelConfig, tok: Tokenizer = tokenizer): Promise
   const model = new Transformer(kernels, config, { seed: 5 });
   for (const p of model.params.list) new Rng('w', p.name).fillNormal(p.data, 0.3);
   writeRunConfig(dir, { format: 'switchyard-run-1', model: config, train: PRESETS.tiny.train, tokenizer: tok.spec(), data: 'unused' });
-  saveCheckpoint(dir, model, undefined, 7);
+  saveCheckpoint(dir, model, undefined, { step: 7, elapsedS: 0, bestValLoss: NaN, valLoss: NaN });
   await model.dispose();
   return dir;
 }
