@@ -31,6 +31,7 @@ export const runFiles = (dir: string) => ({
   log: join(dir, 'log.jsonl'),
 });
 
+const RUN_CONFIG_KEYS = ['format', 'preset', 'model', 'train', 'tokenizer', 'data'];
 const checksumOf = (c: RunConfig) => createHash('sha256').update(JSON.stringify(c)).digest('hex');
 
 export function writeRunConfig(dir: string, c: RunConfig): void {
@@ -48,6 +49,8 @@ export function readRunConfig(dir: string): RunConfig {
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${file}: not a run configuration (a JSON object)`);
   const { checksum, ...c } = parsed;
+  const unknown = Object.keys(c).filter((k) => !RUN_CONFIG_KEYS.includes(k));
+  if (unknown.length > 0) throw new Error(`${file}: unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (a run's config holds ${RUN_CONFIG_KEYS.join(', ')}, checksum)`);
   if (checksum !== undefined && checksum !== checksumOf(c)) {
     throw new Error(`${file}: the file was changed since switchyard wrote it (checksum mismatch); if you edited it on purpose, delete its "checksum" line`);
   }
@@ -127,6 +130,11 @@ export interface LoadedRun {
 export function openRun(dir: string, kernels: Kernels, switchFactory?: SwitchFactory): LoadedRun {
   const config = readRunConfig(dir);
   const model = new Transformer(kernels, config.model, { seed: config.train.seed, ...(switchFactory && { switchFactory }) });
-  const { step } = loadCheckpoint(dir, model);
-  return { dir, config, tokenizer: tokenizerFromSpec(config.tokenizer), model, step };
+  try {
+    const { step } = loadCheckpoint(dir, model);
+    return { dir, config, tokenizer: tokenizerFromSpec(config.tokenizer), model, step };
+  } catch (error) {
+    void model.dispose(); // its arrays go back to the arena; nothing else holds them
+    throw error;
+  }
 }

@@ -85,9 +85,13 @@ export const DEFAULT_CHECKPOINT_EVERY = 100;
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
   checkTrainOptions(o);
-  prepareFolder(o.out, o.resume ?? false);
+  if (existsSync(o.out) && !statSync(o.out).isDirectory()) throw new Error(`--out ${o.out} is a file, not a folder; choose a folder for the run`);
+  if (o.resume && !existsSync(o.out)) throw new Error(`${o.out} holds no run to resume (no such folder); start one without --resume`);
+  mkdirSync(o.out, { recursive: true });
+  // The lock first: a second writer hears of the first before anything else.
   const lock = await lockRun(o.out, o.resume ? 'train --resume' : 'train');
   try {
+    checkFolder(o.out, o.resume ?? false);
     return await trainLocked(o);
   } finally {
     await lock.release();
@@ -155,16 +159,14 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   }
 }
 
-/** The run folder exists as a folder, and holds a run exactly when resuming. */
-function prepareFolder(out: string, resume: boolean): void {
-  if (existsSync(out) && !statSync(out).isDirectory()) throw new Error(`--out ${out} is a file, not a folder; choose a folder for the run`);
+/** The run folder holds a run exactly when resuming. */
+function checkFolder(out: string, resume: boolean): void {
   const files = runFiles(out);
   if (resume && !existsSync(files.checkpoint)) {
     throw new Error(existsSync(files.config) ? `${out} has no checkpoint to resume from (the run stopped before its first one); start it again without --resume`
       : `${out} holds no run to resume (no config.json); start one without --resume`);
   }
   if (!resume && existsSync(files.checkpoint)) throw new Error(`${out} already holds a run; pass --resume to continue it, or choose another --out`);
-  mkdirSync(out, { recursive: true });
 }
 
 /** A new run's configuration: the preset, the options over it, the tokenizer fitted to the corpus. */
