@@ -13,8 +13,9 @@ export type EmbeddedEngine = {
   [K in Exclude<keyof Api, 'init'>]: (...args: Parameters<Api[K]>) => Promise<Awaited<ReturnType<Api[K]>>>;
 };
 
-export async function createEngine(options: EngineOptions): Promise<EmbeddedEngine> {
-  const worker = new Worker(compiledScript('engine-host.js'), { execArgv: threadExecArgv() });
+/** `script`: the engine thread's script; default engine/engine-host.js (tests wrap it to make the thread die). */
+export async function createEngine(options: EngineOptions, script = compiledScript('engine-host.js')): Promise<EmbeddedEngine> {
+  const worker = new Worker(script, { execArgv: threadExecArgv() });
   const remote = Comlink.wrap<Api>(nodeEndpoint(worker));
   // If the engine's thread dies, every pending and later call rejects instead of waiting forever.
   let closed = false;

@@ -118,6 +118,7 @@ export class WorkerPool {
         else if (performance.now() > deadline) failures.set(w, `no answer within ${this.timeoutMs} ms`);
       }
     }
+    if (performance.now() - this.turned > SLICE_MS) await this.turnEventLoop();
     for (const w of posted) {
       if (!failures.has(w) && Number.isNaN(this.bell.busyMs(w))) {
         const reply = receiveMessageOnPort(this.serving[w]!.port)?.message as { error: Error } | undefined;

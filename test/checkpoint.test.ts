@@ -1,10 +1,11 @@
 // Checkpoints: exact round trips, the safetensors byte layout, atomic replacement, and a clear error
 // for every way a file can be cut, edited or not match the model.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ORACLES, needing } from './oracles.js';
 import { writeFileAtomic } from '../app/files.js';
 import { type Tensor, decodeSafetensors, encodeSafetensors, expectTensor, loadSafetensors, saveSafetensors } from '../app/safetensors.js';
 import { toBF16Precision } from '../model/precision.js';
@@ -309,13 +310,11 @@ describe('clear errors', () => {
   });
 });
 
-// Hugging Face's own reader: in the oracle venv (docs/scaling-out.md), or the system Python.
-const pythonWithSafetensors = [process.env.SWITCHYARD_ORACLE_PYTHON, new URL('../.venv-oracle/bin/python', import.meta.url).pathname, '/usr/bin/python3']
-  .find((py) => py && spawnSync(py, ['-c', 'import safetensors']).status === 0);
-const hasPythonSafetensors = pythonWithSafetensors !== undefined;
+// Hugging Face's own reader, from the oracle venv or any Python that has it.
+const reader = ORACLES.safetensors;
 
 describe('interoperability', () => {
-  it.skipIf(!hasPythonSafetensors)('Python safetensors loads our file with the same values (skipped: no Python with the safetensors package)', () => {
+  it.skipIf(!reader.path)(needing(reader, 'Python safetensors loads our file with the same values'), () => {
     const dir = tempDir(), path = join(dir, 'model.safetensors');
     const tensors = sample();
     saveSafetensors(path, tensors, { run: 'interop' });
@@ -337,7 +336,7 @@ with safe_open(path, framework="numpy") as f:
     meta = f.metadata()
 print(json.dumps({"tensors": out, "metadata": meta}))
 `;
-    const py = JSON.parse(execFileSync(pythonWithSafetensors!, ['-c', script, path], { encoding: 'utf8' }));
+    const py = JSON.parse(execFileSync(reader.path!, ['-c', script, path], { encoding: 'utf8' }));
     const ours = loadSafetensors(path);
     expect(py.metadata.run).toBe('interop');
     expect(Object.keys(py.tensors).sort()).toEqual(Object.keys(tensors).sort());

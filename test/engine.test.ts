@@ -11,7 +11,7 @@ import { createKernels } from '../kernels/index.js';
 import { fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
 import { Rng } from '../model/rng.js';
-import { FAULTY_WORKER, injectFault } from './helpers.js';
+import { DYING_HOST, FAULTY_WORKER, injectFault } from './helpers.js';
 import { SwitchLayer } from '../model/switch-layer.js';
 
 const variant = fastestVariant();
@@ -200,17 +200,17 @@ describe('waiting for the workers', () => {
     const e = engine(o);
     const { x, dy } = inputs(o, 256);
     await runEngine(e, 256, 0); // threads started
-    let ticks = 0;
-    const timer = setInterval(() => { ticks++; }, 2);
-    const start = performance.now();
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
     for (let step = 1; step <= 200; step++) {
       await e.forward(x, 256, { training: true, step });
       await e.backward(dy);
     }
-    const elapsed = performance.now() - start;
-    clearInterval(timer);
-    // The pool turns the loop at least every 10 ms; allow for a slow machine.
-    expect(ticks, `${ticks} ticks in ${elapsed.toFixed(0)} ms`).toBeGreaterThanOrEqual(Math.floor(elapsed / 50));
+    delay.disable();
+    // The pool turns the loop at least every 10 ms while it waits (SLICE_MS); a step's own work on
+    // this thread and a busy host's scheduling come on top. The README states this bound.
+    const p99 = delay.percentile(99) / 1e6;
+    expect(p99, `p99 event-loop delay ${p99.toFixed(1)} ms, max ${(delay.max / 1e6).toFixed(1)} ms`).toBeLessThan(50);
   });
 });
 
@@ -248,6 +248,16 @@ describe('createEngine (Comlink)', () => {
     expect(r.stdout.trim()).toBe('closed');
     expect(r.status).toBe(0);
   });
+
+  it('rejects every pending and later call when the engine\'s thread dies', async () => {
+    const o = { dModel: 16, dFF: 32, numExperts: 4, workers: 1, seed: 2 };
+    const embedded = await createEngine(o, DYING_HOST); // init is its first request
+    const T = 256, { x, dy } = inputs(o, T);
+    await embedded.trainStep(x, T, dy); // the second
+    const pending = embedded.trainStep(x, T, dy); // the third: the thread exits while it runs
+    await expect(pending).rejects.toThrow('engine thread exited with code 7');
+    await expect(embedded.forward(x, T)).rejects.toThrow('engine thread exited with code 7');
+  }, 60_000);
 });
 
 describe('the worker threads', () => {

@@ -1,5 +1,5 @@
 // What several test files share: the reference cases' comparison (test/reference/FORMAT.md), and
-// the engine's faults, injected through a wrapped worker script (test/fixtures/faulty-worker.mjs).
+// the engine's faults, injected through wrapped thread scripts (test/fixtures/).
 import { fileURLToPath } from 'node:url';
 import { setEnvironmentData } from 'node:worker_threads';
 
@@ -7,6 +7,9 @@ export { relativeError } from '../app/reference-case.js';
 
 /** The expert worker with injectable faults: pass as the engine's `workerScript`. */
 export const FAULTY_WORKER = fileURLToPath(new URL('./fixtures/faulty-worker.mjs', import.meta.url));
+
+/** The engine's own thread (createEngine), dying on its third request. */
+export const DYING_HOST = fileURLToPath(new URL('./fixtures/dying-host.mjs', import.meta.url));
 
 export type Fault = 'throw' | 'exit' | 'hang' | 'slow';
 const CODES: Record<Fault, number> = { throw: 1, exit: 2, hang: 3, slow: 4 };

@@ -1,10 +1,11 @@
 // The HTML report of a run: self-contained (inline SVG, no scripts, no network), every chart and
 // heatmap present, and rendered by a real browser where Chromium is installed.
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ORACLES, needing } from './oracles.js';
 import { readRun, renderReport } from '../app/report.js';
 import { train } from '../app/train.js';
 
@@ -51,8 +52,8 @@ describe('the run report', () => {
     expect(readFileSync(join(dir, 'report.html'), 'utf8')).toMatch(/^<!doctype html>/);
   }, 60_000);
 
-  const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
-  it.skipIf(!chromium)('renders in headless Chromium (skipped where Chromium is not installed: apt-get install chromium)', async () => {
+  const chromium = ORACLES.chromium.path;
+  it.skipIf(!chromium)(needing(ORACLES.chromium, 'renders in headless Chromium'), async () => {
     const dir = await trained;
     const page = join(dir, 'page.html'), shot = join(dir, 'page.png');
     writeFileSync(page, renderReport('browser check', [readRun(dir, 'run')]));
