@@ -11,9 +11,14 @@ import { heatmap, lineChart, type Series } from './svg.js';
 export interface LogLine {
   step: number; loss: number; val_loss?: number; tokens_per_s: number; elapsed_s: number;
   dropped_fraction: number; expert_load: number[][];
+  /** On the first step of each training session: the kernels and worker threads it ran on. */
+  kernels?: string; workers?: number;
 }
 
-export interface ReportRun { name: string; model: ModelConfig; log: LogLine[] }
+/** What a reader needs to know of where a run came from. */
+export interface RunOrigin { preset?: string; data: string; seed: number; kernels: string[] }
+
+export interface ReportRun { name: string; model: ModelConfig; log: LogLine[]; origin?: RunOrigin }
 
 export function readRun(dir: string, name = dir): ReportRun {
   const file = join(dir, 'log.jsonl');
@@ -26,7 +31,15 @@ export function readRun(dir: string, name = dir): ReportRun {
     }
   });
   if (log.length === 0) throw new Error(`${file}: empty`);
-  return { name, model: readRunConfig(dir).model, log };
+  const config = readRunConfig(dir);
+  const kernels = [...new Set(log.flatMap((l) => (l.kernels ? [`${l.kernels} × ${l.workers} workers`] : [])))];
+  return {
+    name, model: config.model, log,
+    origin: {
+      ...(config.preset && { preset: config.preset }), data: typeof config.data === 'string' ? config.data : config.data.name,
+      seed: config.train.seed, kernels,
+    },
+  };
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -86,6 +99,12 @@ export function renderReport(title: string, runs: ReportRun[], intro = ''): stri
         bins.map((bin) => String(bin[bin.length - 1]!.step)), values, 1 / E);
     });
   });
+  const origins = runs.filter((r) => r.origin).map((r) => {
+    const o = r.origin!;
+    return `<li><b>${esc(r.name)}</b>: preset ${esc(o.preset ?? '—')}, data ${esc(o.data)}, seed ${o.seed}, `
+      + `kernels ${esc(o.kernels.join(', ') || 'not recorded')}; ${r.model.layers} layers, d ${r.model.dModel}, `
+      + `${r.model.numExperts ? `${r.model.numExperts} experts every ${r.model.sparseStep} layers` : 'dense'}</li>`;
+  });
   const rows = runs.map((r) => {
     const f = finalFigures(r);
     const cell = (v: number, digits: number) => (Number.isFinite(v) ? v.toFixed(digits) : '—');
@@ -96,10 +115,11 @@ export function renderReport(title: string, runs: ReportRun[], intro = ''): stri
   const m = machine();
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title>
-<style>body{font:14px/1.45 sans-serif;margin:24px;max-width:1000px;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:16px 0}</style>
+<style>body{font:14px/1.45 sans-serif;margin:24px;max-width:1200px;color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}figure{margin:16px 0}figure svg{width:100%;height:auto}</style>
 </head><body>
 <h1>${esc(title)}</h1>
-<p>${esc(String(m.cpu))}, ${m.cores} cores, Node ${esc(String(m.node))}. ${intro}</p>
+<p>Rendered on ${esc(String(m.cpu))}, ${m.cores} cores, Node ${esc(String(m.node))}. ${intro}</p>
+${origins.length ? `<ul>${origins.join('\n')}</ul>` : ''}
 <h2>Final figures</h2>
 <table><thead><tr><th>run</th><th>experts</th><th>top-k</th><th>capacity</th><th>steps</th><th>val loss</th><th>best val</th><th>train loss (last 50)</th><th>tokens/s (median)</th><th>wall s</th><th>dropped</th></tr></thead>
 <tbody>

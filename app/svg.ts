@@ -48,7 +48,7 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
 
 /**
  * Rows × columns of values as coloured cells: white at 0, blue at `even` (an even share), red at
- * twice it and above. Used for the experts' share of tokens over training.
+ * twice it and above, with that scale drawn beside the title. Used for the experts' share of tokens over training.
  */
 export function heatmap(title: string, rowLabel: (r: number) => string, columnLabels: string[], values: number[][], even: number,
   width = 640): string {
@@ -66,8 +66,13 @@ export function heatmap(title: string, rowLabel: (r: number) => string, columnLa
   const labels = values.map((_, r) => `<text x="${m.l - 6}" y="${m.t + r * ch + 12}" text-anchor="end">${esc(rowLabel(r))}</text>`).join('');
   const every = Math.max(1, Math.ceil(cols / 8));
   const xlabels = columnLabels.map((l, c) => (c % every === 0 ? `<text x="${(m.l + c * cw + cw / 2).toFixed(1)}" y="${m.t + rows * ch + 14}" text-anchor="middle">${esc(l)}</text>` : '')).join('');
+  // The colour scale: 0× to 2× an even share, in the top right corner.
+  const scaleW = 160, sx = width - m.r - scaleW, steps = 20;
+  const scale = Array.from({ length: steps }, (_, i) =>
+    `<rect x="${(sx + (i * scaleW) / steps).toFixed(1)}" y="8" width="${(scaleW / steps + 0.5).toFixed(1)}" height="10" fill="${shade((2 * even * i) / (steps - 1))}"/>`).join('')
+    + [0, 1, 2].map((t) => `<text x="${(sx + (t * scaleW) / 2).toFixed(1)}" y="27" text-anchor="middle" class="small">${t}×</text>`).join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}">`
-    + `<style>text{font:11px sans-serif;fill:#333}.title{font:bold 13px sans-serif}</style>`
-    + `<text x="${m.l}" y="16" class="title">${esc(title)}</text>${cells}${labels}${xlabels}`
-    + `<text x="${m.l + (width - m.l - m.r) / 2}" y="${height - 6}" text-anchor="middle">step (blue: even share, red: twice even or more, white: none)</text></svg>`;
+    + `<style>text{font:11px sans-serif;fill:#333}.title{font:bold 13px sans-serif}.small{font:9px sans-serif}</style>`
+    + `<text x="${m.l}" y="16" class="title">${esc(title)}</text>${scale}${cells}${labels}${xlabels}`
+    + `<text x="${m.l + (width - m.l - m.r) / 2}" y="${height - 6}" text-anchor="middle">step (share of tokens against an even share: scale at the top right)</text></svg>`;
 }

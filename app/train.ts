@@ -105,7 +105,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const t = config.train;
   const data = makeDataset(text, tokenizerFromSpec(config.tokenizer), typeof config.data === 'string' ? config.data : config.data.name);
   const valBatches = validationBatches(data.val, t.batch, config.model.context, t.evalBatches, t.seed);
-  const { model, optimizer, close } = await buildModel(config, o);
+  const { model, optimizer, close, kernelsName } = await buildModel(config, o);
   try {
     let state: RunState = { step: 0, elapsedS: 0, bestValLoss: NaN, valLoss: NaN };
     if (o.resume) {
@@ -125,6 +125,7 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
     const began = performance.now() - state.elapsedS * 1000;
     const save = (file?: string) => saveCheckpoint(o.out, model, optimizer, { ...state, elapsedS: (performance.now() - began) / 1000 }, file);
     let lastLoss = NaN;
+    const firstStep = state.step;
     while (state.step < t.steps && !o.signal?.aborted) {
       const step = state.step, stepBegan = performance.now();
       const batch = trainBatch(data.train, t.batch, config.model.context, t.seed, step);
@@ -147,7 +148,9 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
           if (o.keepBest) save(files.best);
         }
       }
-      appendFileSync(files.log, JSON.stringify(logLine(report)) + '\n');
+      // The first step of each session records what it ran on, for the report.
+      const session = step === firstStep ? { kernels: kernelsName, workers: o.workers ?? availableParallelism() } : {};
+      appendFileSync(files.log, JSON.stringify({ ...logLine(report), ...session }) + '\n');
       if (validate || state.step % checkpointEvery === 0) save();
       o.onStep?.(report);
     }
@@ -209,7 +212,7 @@ function resumedConfig(o: TrainOptions, log: (line: string) => void): { config: 
 }
 
 /** The model and its optimizer, with its layers on one pool of worker threads (none with 0 workers). */
-async function buildModel(config: RunConfig, o: TrainOptions): Promise<{ model: Transformer; optimizer: AdamW; close: () => Promise<void> }> {
+async function buildModel(config: RunConfig, o: TrainOptions): Promise<{ model: Transformer; optimizer: AdamW; close: () => Promise<void>; kernelsName: string }> {
   const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
   const workers = o.workers ?? availableParallelism();
   const m = config.model;
@@ -226,7 +229,7 @@ async function buildModel(config: RunConfig, o: TrainOptions): Promise<{ model: 
     throw error;
   }
   return {
-    model, optimizer: new AdamW(kernels, model.params.list, config.train),
+    model, optimizer: new AdamW(kernels, model.params.list, config.train), kernelsName: kernels.name,
     close: async () => { await model.dispose(); await pool?.close(); },
   };
 }
