@@ -52,7 +52,9 @@ export function torchPython(): TorchPython {
  */
 export function runAnchor(python: string, script: string, args: string[], onRow?: (row: Row) => void): Promise<Row[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(python, [join(ROOT, 'bench', 'anchors', script), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(python, [join(ROOT, 'bench', 'anchors', script), ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, // no __pycache__ in the sources
+    });
     const rows: Row[] = [];
     let stdout = '', stderr = '';
     let failure: Error | undefined;
