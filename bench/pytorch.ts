@@ -18,9 +18,12 @@ const ROOT = (() => {
 export type TorchPython = { python: string; torch: string } | { python: undefined; why: string };
 
 let found: TorchPython | undefined;
+const PROBE = `import importlib.metadata as m
+try: print(m.version("torch"))
+except m.PackageNotFoundError: raise SystemExit("torch is not installed")`;
 
 /**
- * The first that imports torch of $SWITCHYARD_PYTHON, $SWITCHYARD_ORACLE_PYTHON (the oracle tests'
+ * The first that has torch installed of $SWITCHYARD_PYTHON, $SWITCHYARD_ORACLE_PYTHON (the oracle tests'
  * variable), .venv-oracle/bin/python and python3; or why none does, naming each. Asked once a process.
  */
 export function torchPython(): TorchPython {
@@ -37,12 +40,13 @@ export function torchPython(): TorchPython {
       tried.push(`${name} is not set`);
       continue;
     }
-    const r = spawnSync(python, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8', timeout: 120_000 });
+    // The installed version, not `import torch`: that takes seconds, and each anchor imports it anyway (a broken install fails there, saying why).
+    const r = spawnSync(python, ['-c', PROBE], { encoding: 'utf8', timeout: 60_000 });
     if (r.status === 0) return (found = { python, torch: r.stdout.trim() });
     const error = r.error as NodeJS.ErrnoException | undefined;
     tried.push(`${name}: ${error?.code === 'ENOENT' ? 'not found' : error?.message ?? lastLine(r.stderr)}`);
   }
-  return (found = { python: undefined, why: `no Python that imports torch (${tried.join('; ')}); docs/anchors.md says how to make one` });
+  return (found = { python: undefined, why: `no Python with torch (${tried.join('; ')}); docs/anchors.md says how to make one` });
 }
 
 /**
