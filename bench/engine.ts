@@ -6,7 +6,7 @@
 import { Command } from 'commander';
 import { type Row, printTable, writeJson } from './report.js';
 import { SHAPES, type ShapeName, interleavedScaling, measureSwitchStep, switchStepper } from './suites.js';
-import { addVsPytorch, anchorRows, sayIfSkipped, torchPython } from './pytorch.js';
+import { addVsPytorch, anchorPython, anchorRows } from './pytorch.js';
 
 const program = new Command('bench:engine')
   .description('Switch layer training steps through the engine: tokens/s, overhead, bytes posted, worker busy/idle')
@@ -24,8 +24,7 @@ for (const s of shapes) if (!(s in SHAPES)) program.error(`unknown shape '${s}' 
 for (const [name, v] of [['--max-time', options.maxTime], ['--scaling-time', options.scalingTime]]) if (!(Number(v) >= 0)) program.error(`${name}: '${v}' is not a number of seconds`);
 for (const w of workerCounts) if (!Number.isInteger(w) || w < 1) program.error(`--workers: '${w}' is not a positive integer`);
 
-const torch = options.pytorch ? torchPython() : { python: undefined, why: '--no-pytorch' };
-sayIfSkipped(torch);
+const torch = anchorPython(options.pytorch);
 const rows: Row[] = [];
 for (const shape of shapes) {
   for (const workers of workerCounts) {

@@ -10,7 +10,7 @@ import { WASM_VARIANTS, kernelModule } from '../kernels/wasm/backend.js';
 import { type Row, printTable, writeJson } from './report.js';
 import { measureGemm, measureGpujsGemm } from './suites.js';
 import { describeProbe, loadGpujs } from '../kernels/gpujs/device.js';
-import { addVsPytorch, anchorRows, sayIfSkipped, torchPython } from './pytorch.js';
+import { addVsPytorch, anchorPython, anchorRows } from './pytorch.js';
 
 /** m×k×n: C[m×n] = A[m×k]·B[k×n]. The expert shapes are a 640-token block through d 512 ↔ d_ff 2048. */
 const SHAPES: [number, number, number][] = [
@@ -37,8 +37,7 @@ const measure = (kernels: Kernels, form: GemmForm, m: number, k: number, n: numb
 const backends: Kernels[] = WASM_VARIANTS.filter((v) => kernelModule(v))
   .map((variant) => createKernels({ backend: 'wasm', variant, arena: new Arena(64 * 1024 * 1024) }));
 const shapes = options.quick ? SHAPES.filter(([m]) => m === 512 || m === 640) : SHAPES;
-const torch = options.pytorch ? torchPython() : { python: undefined, why: '--no-pytorch' };
-sayIfSkipped(torch);
+const torch = anchorPython(options.pytorch);
 const rows: Row[] = [];
 for (const [m, k, n] of shapes) {
   for (const form of GEMM_FORMS) for (const kernels of backends) rows.push(measure(kernels, form, m, k, n, options.maxTime));

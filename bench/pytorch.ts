@@ -1,4 +1,4 @@
-// The PyTorch anchors (bench/anchors/*.py, docs/anchors.md): finding a Python that imports torch,
+// The PyTorch anchors (bench/anchors/*.py, docs/anchors.md): finding a Python that has torch,
 // running an anchor script, and setting our rows against its rows. Nothing Python is a dependency
 // of Switchyard: without such a Python each benchmark says why and measures our side alone.
 import { spawn, spawnSync } from 'node:child_process';
@@ -100,9 +100,11 @@ export async function anchorRows(torch: TorchPython, script: string, args: strin
   }
 }
 
-/** Says once, up front, that a benchmark runs without its anchor and why. */
-export function sayIfSkipped(torch: TorchPython): void {
+/** The Python for a benchmark's anchor, none when not `wanted` (--no-pytorch); says up front when there is none, and why. */
+export function anchorPython(wanted = true): TorchPython {
+  const torch: TorchPython = wanted ? torchPython() : { python: undefined, why: '--no-pytorch' };
   if (torch.python === undefined) console.log(`PyTorch anchor skipped: ${torch.why}`);
+  return torch;
 }
 
 /**

@@ -3,12 +3,13 @@
 // time of each process, the validation loss at each evaluation and at the end, and how long our
 // run takes to reach nanoGPT's final validation loss.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { type Row, printTable, writeJson } from './report.js';
-import { anchorRows, sayIfSkipped, torchPython } from './pytorch.js';
+import { anchorPython, anchorRows } from './pytorch.js';
 
 const positive = (name: string) => (v: string) => {
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`${name} must be a positive integer, got '${v}'`);
@@ -29,39 +30,38 @@ interface Run { name: string; wallS: number; evals: Eval[] }
 const seconds = (since: number) => (performance.now() - since) / 1000;
 
 async function nanogpt(): Promise<Run | undefined> {
-  const torch = torchPython();
-  sayIfSkipped(torch);
+  const torch = anchorPython();
+  if (torch.python === undefined) return undefined;
   console.log(`nanoGPT (PyTorch), ${options.steps} steps on ${options.threads} threads…`);
   const began = performance.now();
   const rows = await anchorRows(torch, 'nanogpt.py', ['--steps', String(options.steps), '--threads', String(options.threads)], (row) => {
     if (row.step !== undefined) console.log(`  step ${row.step}: val ${(row.val_loss as number).toFixed(4)} at ${(row.elapsed_s as number).toFixed(1)} s`);
   });
   const wallS = seconds(began);
-  return rows.length ? { name: 'nanogpt-pytorch', wallS, evals: rows.filter((r) => r.step !== undefined) as unknown as Eval[] } : undefined;
+  const evals = rows.filter((r) => r.step !== undefined).map((r) => ({ step: r.step as number, val_loss: r.val_loss as number, elapsed_s: r.elapsed_s as number }));
+  return evals.length ? { name: 'nanogpt-pytorch', wallS, evals } : undefined;
 }
 
+/** Our run, in a fresh folder under the system's temporary directory (kept: its log and checkpoint are the run's record). */
 async function ours(): Promise<Run> {
   const out = mkdtempSync(join(tmpdir(), 'switchyard-bench-train-'));
   console.log(`switchyard train --preset tiny, ${options.steps} steps on ${options.threads} workers…`);
   const main = new URL('../cli/main.js', import.meta.url).pathname;
   const args = [main, 'train', '--preset', 'tiny', '--steps', String(options.steps), '--workers', String(options.threads), '--out', out];
   const began = performance.now();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
-      child.on('error', reject);
-      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`switchyard train exited with ${code}: ${stderr.trim()}`))));
-    });
-    const wallS = seconds(began);
-    const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, number>);
-    const evals = log.filter((l) => l.val_loss !== undefined).map((l) => ({ step: l.step!, val_loss: l.val_loss!, elapsed_s: l.elapsed_s! }));
-    for (const e of evals) console.log(`  step ${e.step}: val ${e.val_loss.toFixed(4)} at ${e.elapsed_s.toFixed(1)} s`);
-    return { name: 'switchyard', wallS, evals };
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-  }
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its progress line, every 10 s when not on a terminal: the run takes minutes.
+    createInterface({ input: child.stdout }).on('line', (line) => console.log(`  ${line}`));
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`switchyard train exited with ${code}: ${stderr.trim()}`))));
+  });
+  const wallS = seconds(began);
+  const log = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, number>);
+  const evals = log.filter((l) => l.val_loss !== undefined).map((l) => ({ step: l.step!, val_loss: l.val_loss!, elapsed_s: l.elapsed_s! }));
+  return { name: 'switchyard', wallS, evals };
 }
 
 const anchor = await nanogpt();
