@@ -125,7 +125,7 @@ def main():
         return torch.stack([d[i:i + BLOCK] for i in starts]), torch.stack([d[i + 1:i + 1 + BLOCK] for i in starts])
 
     model = GPT(len(chars))
-    params = [p for p in model.parameters()]  # the tied weight once
+    params = list(model.parameters())  # the tied weight once
     optimizer = torch.optim.AdamW([
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": WEIGHT_DECAY},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
