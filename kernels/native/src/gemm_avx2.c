@@ -21,7 +21,13 @@ static inline __attribute__((always_inline)) void tile(const int R, int kc, cons
                                                        ptrdiff_t ldc, int cols, int overwrite) {
   __m256 lo[MR], hi[MR];
 #pragma GCC unroll 6
-  for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+  for (int r = 0; r < R; r++) {
+    lo[r] = hi[r] = _mm256_setzero_ps();
+    // C's rows are far apart (often a power of two floats, so they share L1 sets): start fetching
+    // them now, to add into them after the last step.
+    _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + r * ldc + NR - 1), _MM_HINT_T0);
+  }
   for (int p = 0; p < kc; p++) {
     const __m256 b0 = _mm256_load_ps(bp), b1 = _mm256_load_ps(bp + 8);
 #pragma GCC unroll 6

@@ -49,6 +49,11 @@ static inline void transpose4(const float *src, ptrdiff_t src_stride, float *dst
  */
 static inline void pack_panel(const float *src, ptrdiff_t lane_stride, ptrdiff_t depth_stride, int lanes, int kc,
                               int width, float *panel) {
+  if (lane_stride == 1 && lanes == width) {
+    // A whole panel's worth of contiguous lanes: a fixed-size copy per step, which compiles to vector moves.
+    for (int p = 0; p < kc; p++) memcpy(panel + (ptrdiff_t)p * width, src + p * depth_stride, sizeof(float) * width);
+    return;
+  }
   if (lanes < width) memset(panel, 0, (size_t)kc * width * sizeof(float));
   if (lane_stride == 1) {
     for (int p = 0; p < kc; p++) memcpy(panel + (ptrdiff_t)p * width, src + p * depth_stride, lanes * sizeof(float));
