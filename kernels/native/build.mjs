@@ -33,7 +33,7 @@ function isaBuilds(arch) {
     return [
       { isa: 'avx512', flags: ['-mavx512f', '-mavx512vl', '-mavx512bw', '-mavx512dq', '-mavx2', '-mfma', '-mprefer-vector-width=512'], fma: 1, gemm: 'gemm_avx512.c' },
       { isa: 'avx2', flags: ['-mavx2', '-mfma'], fma: 1, gemm: 'gemm_avx2.c' },
-      portable,
+      { ...portable, gemm: 'gemm_sse2.c' }, // SSE2 is x86-64's baseline
     ];
   }
   if (arch === 'arm64') return [{ isa: 'neon', flags: [], fma: 1, gemm: 'gemm_generic.c' }, portable];

@@ -1,5 +1,6 @@
-// GEMM in plain C for the portable and NEON builds: a 4 × 8 tile of MADDs the compiler keeps in
-// vector registers (SSE2 on x86-64, NEON on arm64). See gemm_blocked.h for what fixes the bits.
+// GEMM in plain C, for the NEON build (MADD = fmaf, which AArch64 fuses) and the portable build
+// off x86-64: a 4 × 8 tile of MADDs the compiler keeps in vector registers. (x86-64's portable
+// build uses gemm_sse2.c.) See gemm_blocked.h for what fixes the bits.
 #include "kernels.h"
 #include "vector_math.h"
 
