@@ -4,27 +4,19 @@
 #include "kernels.h"
 #include "vector_math.h"
 
-static inline float fold4(const float acc[4]) {
-  return ((acc[0] + acc[1]) + acc[2]) + acc[3];
-}
-
 void K(layer_norm)(const float *x, const float *gain, const float *bias, float *out, float *rstd, float *mean,
                    int rows, int cols, float eps) {
   const float inv = 1.0f / (float)cols;
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * cols;
     float *orow = out + (size_t)r * cols;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int c = 0; c < cols; c += 4) {
-      for (int j = 0; j < 4; j++) acc[j] += xr[c + j];
-    }
+    f32x4 acc = splat4(0.0f);
+    for (int c = 0; c < cols; c += 4) acc += load4(xr + c);
     const float m = fold4(acc) * inv;
-    float sq[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    f32x4 sq = splat4(0.0f);
     for (int c = 0; c < cols; c += 4) {
-      for (int j = 0; j < 4; j++) {
-        float e = xr[c + j] - m;
-        sq[j] += e * e;
-      }
+      const f32x4 e = load4(xr + c) - splat4(m);
+      sq += e * e;
     }
     const float s = 1.0f / sqrtf(fold4(sq) * inv + eps);
     mean[r] = m;
@@ -44,14 +36,12 @@ void K(layer_norm_backward)(const float *x, const float *gain, const float *rstd
     const float *xr = x + (size_t)r * cols, *dyr = dy + (size_t)r * cols;
     float *dxr = dx + (size_t)r * cols;
     const float m = mean[r], s = rstd[r];
-    float sum_g[4] = {0.0f, 0.0f, 0.0f, 0.0f}, sum_gx[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    f32x4 sum_g = splat4(0.0f), sum_gx = splat4(0.0f);
     for (int c = 0; c < cols; c += 4) {
-      for (int j = 0; j < 4; j++) {
-        float xh = (xr[c + j] - m) * s;
-        float gdy = gain[c + j] * dyr[c + j];
-        sum_g[j] += gdy;
-        sum_gx[j] += gdy * xh;
-      }
+      const f32x4 xh = (load4(xr + c) - splat4(m)) * splat4(s);
+      const f32x4 gdy = load4(gain + c) * load4(dyr + c);
+      sum_g += gdy;
+      sum_gx += gdy * xh;
     }
     for (int c = 0; c < cols; c++) dgain[c] += dyr[c] * ((xr[c] - m) * s);
     if (dbias) {
@@ -71,9 +61,10 @@ void K(rms_norm)(const float *x, const float *gain, float *out, float *rstd, int
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * cols;
     float *orow = out + (size_t)r * cols;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    f32x4 acc = splat4(0.0f);
     for (int c = 0; c < cols; c += 4) {
-      for (int j = 0; j < 4; j++) acc[j] += xr[c + j] * xr[c + j];
+      const f32x4 v = load4(xr + c);
+      acc += v * v;
     }
     const float s = 1.0f / sqrtf(fold4(acc) * inv + eps);
     rstd[r] = s;
@@ -88,10 +79,8 @@ void K(rms_norm_backward)(const float *x, const float *gain, const float *rstd, 
     const float *xr = x + (size_t)r * cols, *dyr = dy + (size_t)r * cols;
     float *dxr = dx + (size_t)r * cols;
     const float s = rstd[r];
-    float dot[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int c = 0; c < cols; c += 4) {
-      for (int j = 0; j < 4; j++) dot[j] += (gain[c + j] * dyr[c + j]) * xr[c + j];
-    }
+    f32x4 dot = splat4(0.0f);
+    for (int c = 0; c < cols; c += 4) dot += (load4(gain + c) * load4(dyr + c)) * load4(xr + c);
     for (int c = 0; c < cols; c++) dgain[c] += (dyr[c] * xr[c]) * s;
     const float kv = (((s * s) * s) * fold4(dot)) * inv;
     for (int c = 0; c < cols; c++) dxr[c] = ((gain[c] * dyr[c]) * s) - xr[c] * kv;

@@ -2,24 +2,43 @@
 #include "kernels.h"
 #include "vector_math.h"
 
+/** A block's four float32 lanes into the float64 total, in lane order. */
+static inline double fold4_f64(f32x4 v) {
+  return (((double)v[0] + (double)v[1]) + (double)v[2]) + (double)v[3];
+}
+
 /**
  * Σ x² as wasm sums it: four float32 lanes within each block of 1024 values (the last block
  * ends at the last whole group of four), each block's lanes added into a float64 total in lane
  * order, then the last one to three values squared and added in float64.
  */
 double K(sum_squares)(const float *x, int n) {
+  enum { BLOCK = 1024 };
   double total = 0.0;
   int i = 0;
-  while (i + 4 <= n) {
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    int end = n - 3 < i + 1024 ? n - 3 : i + 1024;
-    for (; i < end; i += 4) {
-      for (int j = 0; j < 4; j++) acc[j] += x[i + j] * x[i + j];
+  // Whole blocks start from zero, so four of them can run side by side, overlapping their chains
+  // of dependent adds (one chain alone runs at the adder's latency, not its throughput).
+  for (; i + 4 * BLOCK <= n; i += 4 * BLOCK) {
+    f32x4 acc[4] = {splat4(0.0f), splat4(0.0f), splat4(0.0f), splat4(0.0f)};
+    for (int c = 0; c < BLOCK; c += 4) {
+      for (int b = 0; b < 4; b++) {
+        const f32x4 v = load4(x + i + b * BLOCK + c);
+        acc[b] += v * v;
+      }
     }
-    total += (((double)acc[0] + (double)acc[1]) + (double)acc[2]) + (double)acc[3];
+    for (int b = 0; b < 4; b++) total += fold4_f64(acc[b]);
+  }
+  while (i + 4 <= n) {
+    f32x4 acc = splat4(0.0f);
+    const int end = n - 3 < i + BLOCK ? n - 3 : i + BLOCK;
+    for (; i < end; i += 4) {
+      const f32x4 v = load4(x + i);
+      acc += v * v;
+    }
+    total += fold4_f64(acc);
   }
   for (; i < n; i++) {
-    double v = (double)x[i];
+    const double v = (double)x[i];
     total += v * v;
   }
   return total;

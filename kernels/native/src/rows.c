@@ -1,30 +1,27 @@
 // Row kernels over row-major [rows × cols] matrices (kernels/wasm/assembly/rows.ts).
 //
-// Sums and maxima keep wasm's order exactly: four lane accumulators (lane j takes columns j,
-// j + 4, …), folded lane 0 first, then the row's last one to three columns folded on their own
-// and added (sums) or taken one by one (maxima). The elementwise parts run at the ISA's width.
+// Sums keep wasm's order exactly: four lane accumulators (lane j takes columns j, j + 4, …),
+// folded lane 0 first, then the row's last one to three columns summed on their own and added.
+// The elementwise parts run at the ISA's width.
 #include "kernels.h"
 #include "vector_math.h"
 
+/** f32.max over a row: NaN if any is, else the largest with −0 < +0. The order does not matter. */
 static float row_max(const float *x, int cols) {
-  float m[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+  f32x4 m = splat4(-INFINITY);
   int c = 0;
-  for (; c + 4 <= cols; c += 4) {
-    for (int j = 0; j < 4; j++) m[j] = wasm_maxf(m[j], x[c + j]);
-  }
+  for (; c + 4 <= cols; c += 4) m = wasm_max4(m, load4(x + c));
   float max = wasm_maxf(wasm_maxf(m[0], m[1]), wasm_maxf(m[2], m[3]));
   for (; c < cols; c++) max = wasm_maxf(max, x[c]);
   return max;
 }
 
-/** laneSum over a row: ((v0 + v4 + …) + (v1 + v5 + …) + …), then the tail's own sum added. */
+/** laneSum over a row: the four lanes' sums folded, then the last one to three values' own sum added. */
 static float row_sum(const float *v, int cols) {
-  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  f32x4 acc = splat4(0.0f);
   int c = 0;
-  for (; c + 4 <= cols; c += 4) {
-    for (int j = 0; j < 4; j++) acc[j] += v[c + j];
-  }
-  float sum = ((acc[0] + acc[1]) + acc[2]) + acc[3];
+  for (; c + 4 <= cols; c += 4) acc += load4(v + c);
+  float sum = fold4(acc);
   if (c < cols) {
     float tail = v[c];
     for (int j = c + 1; j < cols; j++) tail += v[j];
@@ -76,12 +73,10 @@ void K(softmax_backward_rows)(const float *p, const float *dp, float *out, int r
   for (int r = 0; r < rows; r++) {
     const float *pr = p + (size_t)r * cols, *dpr = dp + (size_t)r * cols;
     float *orow = out + (size_t)r * cols;
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    f32x4 acc = splat4(0.0f);
     int c = 0;
-    for (; c + 4 <= cols; c += 4) {
-      for (int j = 0; j < 4; j++) acc[j] += dpr[c + j] * pr[c + j];
-    }
-    float dot = ((acc[0] + acc[1]) + acc[2]) + acc[3];
+    for (; c + 4 <= cols; c += 4) acc += load4(dpr + c) * load4(pr + c);
+    float dot = fold4(acc);
     if (c < cols) {
       float tail = dpr[c] * pr[c];
       for (int j = c + 1; j < cols; j++) tail += dpr[j] * pr[j];

@@ -102,4 +102,35 @@ static inline float sigmoid_lane(float x) {
   return 1.0f / (1.0f + exp_lane(-x));
 }
 
+// Sums keep wasm's four lanes exactly (lane j adds elements j, j + 4, …), so they are written
+// with four-lane vectors: loops of per-lane scalar sums are reductions the compiler may not
+// vectorise, or vectorises by transposing lanes in and out of wider registers.
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+
+static inline f32x4 load4(const float *p) {
+  f32x4 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline f32x4 splat4(float x) {
+  return (f32x4){x, x, x, x};
+}
+
+/** wasm's hsum and laneSum of four lanes: ((l0 + l1) + l2) + l3. */
+static inline float fold4(f32x4 v) {
+  return ((v[0] + v[1]) + v[2]) + v[3];
+}
+
+/** f32x4.max, lane by lane (wasm_maxf). */
+static inline f32x4 wasm_max4(f32x4 a, f32x4 b) {
+  const i32x4 ai = (i32x4)a, bi = (i32x4)b;
+  const i32x4 greater = a > b, equal = a == b, nan = (a != a) | (b != b);
+  i32x4 m = (greater & ai) | (~greater & bi);
+  m = (equal & (ai & bi)) | (~equal & m);
+  m = (nan & (i32x4)(a + b)) | (~nan & m);
+  return (f32x4)m;
+}
+
 #endif
