@@ -106,6 +106,8 @@ export class NativeKernels extends ArenaKernels {
   constructor(arena: Arena, isa?: NativeIsa, addonFile?: string) {
     const load = loadNative(addonFile);
     if (!load.ok) throw new Error(`native kernels: ${load.reason}`);
+    // A shared memory's buffer never moves or detaches; a plain one's does when it grows.
+    if (!(arena.memory.buffer instanceof SharedArrayBuffer)) throw new Error('native kernels: the arena\'s memory must be shared');
     const chosen = isa ?? nativeIsa(load.addon);
     const view = new Uint8Array(arena.memory.buffer);
     const binding = load.addon.bind(chosen, view);

@@ -44,8 +44,7 @@ static inline void transpose4(const float *src, ptrdiff_t src_stride, float *dst
 /**
  * Packs `lanes` (≤ width) rows of op(A), or columns of op(B), over kc steps of depth into a
  * panel: panel[p·width + l] = src[l·lane_stride + p·depth_stride], zero for l ≥ lanes, so edge
- * tiles need no branch. One of the strides is 1 for every form: a copy, or a transpose by 4 × 4
- * blocks.
+ * tiles need no branch. One of the strides is 1 for every form: a copy, or a transpose.
  */
 static inline void pack_panel(const float *src, ptrdiff_t lane_stride, ptrdiff_t depth_stride, int lanes, int kc,
                               int width, float *panel) {
@@ -59,6 +58,8 @@ static inline void pack_panel(const float *src, ptrdiff_t lane_stride, ptrdiff_t
     for (int p = 0; p < kc; p++) memcpy(panel + (ptrdiff_t)p * width, src + p * depth_stride, lanes * sizeof(float));
     return;
   }
+  // Otherwise the depth is contiguous (depth_stride = 1): op(A)'s rows in nn and nt, op(B)'s
+  // columns in nt. Four lanes at a time go through 4 × 4 transposes.
   int l = 0;
   for (; l + 4 <= lanes; l += 4) {
     const float *s = src + l * lane_stride;
@@ -70,7 +71,7 @@ static inline void pack_panel(const float *src, ptrdiff_t lane_stride, ptrdiff_t
   }
   for (; l < lanes; l++) {
     const float *s = src + l * lane_stride;
-    for (int p = 0; p < kc; p++) panel[(ptrdiff_t)p * width + l] = s[p * depth_stride];
+    for (int p = 0; p < kc; p++) panel[(ptrdiff_t)p * width + l] = s[p];
   }
 }
 
