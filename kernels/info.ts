@@ -9,7 +9,10 @@ export interface KernelInfo {
   platform: string;
   arch: string;
   cpu: { model: string; cores: number; features: string[] };
-  /** What createKernels() runs here: native-avx512, native-avx2, native-neon, native-portable, wasm-relaxed-simd or wasm-simd. */
+  /**
+   * What createKernels() runs here: native-avx512, native-avx2, native-neon, native-portable,
+   * wasm-relaxed-simd or wasm-simd; 'none' where an environment variable forces what cannot run.
+   */
   kernels: string;
   /** Why those kernels. */
   why: string;
@@ -51,9 +54,10 @@ export function kernelInfo(): KernelInfo {
     kernels = `native-${native.isa}`;
     why = `${forced === 'native' ? 'SWITCHYARD_KERNELS=native' : 'the native addon loaded'}; ${process.env.SWITCHYARD_NATIVE_ISA
       ? `SWITCHYARD_NATIVE_ISA=${native.isa}` : `the fastest build this CPU runs (of ${native.isas!.join(', ')})`}`;
-  } else if (forced === 'native') {
+  } else if (forced === 'native' || load.ok) {
+    // Forced to native, or forced to an ISA build this CPU cannot run: createKernels() throws.
     kernels = 'none';
-    why = `SWITCHYARD_KERNELS=native, but ${native.reason}`;
+    why = forced === 'native' ? `SWITCHYARD_KERNELS=native, but ${native.reason}` : native.reason!;
   } else {
     why = `native kernels not used: ${native.reason}; ${wasmWhy}`;
   }

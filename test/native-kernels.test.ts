@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { Arena, GEMM_FORMS, type GemmForm, createKernels, kernelsFromSpec } from '../kernels/index.js';
+import { Arena, GEMM_FORMS, type GemmForm, createKernels, formatKernelInfo, kernelInfo, kernelsFromSpec } from '../kernels/index.js';
 import type { AdamHyper } from '../kernels/kernels.js';
 import { NativeKernels, type NativeIsa, loadNative } from '../kernels/native/backend.js';
 import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
@@ -471,7 +471,7 @@ describe('choosing the kernels', () => {
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(/^switchyard: native kernels not used \((cannot load|.*is missing).*\); running wasm-/);
     }
-  });
+  }, 60_000);
 
   it('SWITCHYARD_KERNELS forces a side; forcing native where it does not load names the reason', () => {
     const wasm = start({ SWITCHYARD_KERNELS: 'wasm' });
@@ -487,7 +487,23 @@ describe('choosing the kernels', () => {
       expect(start({ SWITCHYARD_NATIVE_ISA: 'portable' }).stdout.trim()).toBe('native-portable');
       expect(start({ SWITCHYARD_NATIVE_ISA: 'mmx' }).stdout.trim()).toMatch(/^Error: SWITCHYARD_NATIVE_ISA=mmx: use one of/);
     }
-  });
+  }, 60_000);
+
+  it('kernelInfo says which kernels run and why, for switchyard info', () => {
+    const info = kernelInfo();
+    expect(info.kernels).toBe(createKernels().name);
+    expect(['native-avx512', 'native-avx2', 'native-neon', 'native-portable', 'wasm-relaxed-simd', 'wasm-simd']).toContain(info.kernels);
+    expect(info).toMatchObject({ node: process.version, arch: process.arch, cpu: { model: expect.any(String), cores: expect.any(Number) } });
+    expect(formatKernelInfo(info)).toMatch(new RegExp(`^kernels: +${info.kernels} \\(`));
+    if (load.ok) expect(info.native).toMatchObject({ loaded: true, isas: ISAS, isa: ISAS[0] });
+    else expect(info.why).toContain(load.reason);
+    const printInfo = new URL('../dist/kernels/print-info.js', import.meta.url).pathname;
+    const broken = spawnSync(process.execPath, [printInfo, '--json'], { env: { ...process.env, SWITCHYARD_NATIVE_ADDON: corrupt }, encoding: 'utf8' });
+    const json = JSON.parse(broken.stdout) as ReturnType<typeof kernelInfo>;
+    expect(json.kernels).toMatch(/^wasm-/);
+    expect(json.native.loaded).toBe(false);
+    expect(json.why).toMatch(/^native kernels not used: cannot load .*corrupt\.node/);
+  }, 60_000);
 
   it('a worker builds the same kernels from the spec', () => {
     const wasm = createKernels({ backend: 'wasm' });
