@@ -77,10 +77,10 @@ describe.skipIf(!load.ok)(`every kernel on every native ISA build, bit for bit a
     });
 
     describe.each(GEMM_FORMS.map((f) => [f] as const))('gemm %s', (form: GemmForm) => {
-      // Shapes off every tile (12×32, 6×16, 4×8), single rows and columns, k about the 256-deep slices.
+      // Shapes off every tile (12×32, 6×16, 6×8), single rows and columns, k about the 256-deep slices.
       const SHAPES: [number, number, number][] = [
         [1, 1, 1], [1, 37, 5], [37, 1, 300], [13, 33, 255], [12, 32, 256], [25, 47, 257], [7, 70, 1000], [30, 20, 2100],
-        [64, 344, 128], [100, 65, 513], [6, 16, 3], [241, 9, 40],
+        [64, 344, 128], [100, 65, 513], [6, 16, 3], [241, 9, 40], [5, 2100, 300], // past MC = 240 rows, NC = 2048 columns
       ];
       it.each(SHAPES)('m %i, n %i, k %i: overwrite and accumulate, plain and strided', (m, n, k) => {
         const rng = new Rng('gemm bits', isa, form, m, n, k);
