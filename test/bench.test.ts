@@ -19,7 +19,7 @@ describe('switchyard bench', () => {
     const rows = JSON.parse(readFileSync(json, 'utf8')) as Record<string, unknown>[];
     expect(rows.map((row) => row.suite)).toEqual(expect.arrayContaining(['kernels', 'switch-layer', 'train-step', 'generation']));
     for (const row of rows) {
-      expect(row).toMatchObject({ cpu: expect.any(String), cores: expect.any(Number), node: process.version, backend: expect.stringMatching(/^(wasm|gpujs-)/) });
+      expect(row).toMatchObject({ cpu: expect.any(String), cores: expect.any(Number), node: process.version, backend: expect.stringMatching(/^(native-|wasm|gpujs-)/) });
       expect((row.gflops ?? row.tokens_per_s) as number).toBeGreaterThan(0);
     }
   }, 240_000);

@@ -9,6 +9,7 @@ A[k×m]ᵀ·B. The transposes are views, so torch.mm hands MKL the transpose fla
 user's `x @ w.T` does; `out=` writes into a preallocated C, as our kernels do.
 """
 import argparse
+import time
 import json
 
 import common  # first: it sets up OpenMP before torch loads
@@ -38,6 +39,7 @@ def main():
     p.add_argument("--forms", type=lambda s: s.split(","), default=list(FORMS), help="comma-separated of nn, nt, tn (default all)")
     p.add_argument("--max-time", type=float, default=1.0, help="seconds of timed samples per shape and form (default 1)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1, as our kernel rows)")
+    p.add_argument("--cpu-time", action="store_true", help="time by process CPU time, as bench:kernels --cpu-time does")
     args = p.parse_args()
     for form in args.forms:
         if form not in FORMS:
@@ -48,12 +50,13 @@ def main():
         for form in args.forms:
             a, b = operands(form, m, k, n, g)
             c = torch.empty(m, n)
-            mean, best, samples = common.time_calls(lambda: torch.mm(a, b, out=c), args.max_time)
+            clock = time.process_time if args.cpu_time else time.perf_counter
+            mean, best, samples = common.time_calls(lambda: torch.mm(a, b, out=c), args.max_time, clock=clock)
             flop = 2 * m * n * k
             print(json.dumps({
                 "suite": "kernels", "backend": "pytorch", "form": form, "m": m, "k": k, "n": n, "threads": args.threads,
                 "gflops": flop / mean / 1e9, "gflops_best": flop / best / 1e9, "ms": mean * 1e3, "samples": samples,
-                "torch": torch.__version__,
+                "torch": torch.__version__, "clock": "cpu" if args.cpu_time else "wall",
             }), flush=True)
 
 
