@@ -3,7 +3,8 @@ import { type LoadedRun, openRun } from './app/run-folder.js';
 import { validationLoss } from './app/train.js';
 import { createKernels } from './kernels/index.js';
 import { validationBatches, loadCorpus, makeDataset } from './app/data.js';
-import { type SampleOptions, sample } from './app/generate.js';
+import type { SampleOptions } from './app/generate.js';
+import { sample } from './app/inference.js';
 
 export { train, type TrainOptions, type TrainResult, type StepReport, type PresetName } from './app/train.js';
 export type { LoadedRun, RunConfig } from './app/run-folder.js';
