@@ -12,7 +12,7 @@ import type { KvCache } from '../model/kv-cache.js';
 import type { ForwardOptions, SwitchStats } from '../model/switch-layer.js';
 import type { InferenceStep, Transformer } from '../model/transformer.js';
 import {
-  type FinishReason, type GenerationResult, type LayerRouting, type PreparedRequest, type TokenPiece, pick,
+  type FinishReason, type GenerationResult, type LayerRouting, type PreparedRequest, type PromptInfo, type TokenPiece, pick,
 } from './generate.js';
 import { type Tokenizer, pieceDecoder } from './tokenizer.js';
 
@@ -30,6 +30,8 @@ export interface InferenceOptions {
 
 /** Where a sequence's output goes. */
 export interface SequenceSink {
+  /** After the prompt's prefill: the ids fed, and with returnExperts each one's routing. */
+  start(prompt: PromptInfo): void;
   token(piece: TokenPiece): void;
   end(result: GenerationResult): void;
   fail(error: Error): void;
@@ -161,6 +163,7 @@ class Sequence {
     if (!this.started) {
       this.started = true;
       if (r.returnExperts) this.promptRouting = [...Array<LayerRouting[]>(this.windowStart).fill([]), ...out.routing];
+      this.sink.start({ ids: r.promptIds, ...(this.promptRouting && { routing: this.promptRouting }) });
     } else if (r.returnExperts) {
       this.emit(this.tokens[this.tokens.length - 1]!, out.routing[out.routing.length - 1]!);
     }

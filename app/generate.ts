@@ -31,6 +31,9 @@ export interface LayerRouting { layer: number; experts: number[]; gates: number[
 /** A generated token as it arrives: its id, its text (may be '' mid-character), and its routing on request. */
 export interface TokenPiece { id: number; text: string; routing?: LayerRouting[] }
 
+/** The prompt as fed, known after its prefill; its routing with returnExperts ([] for tokens a long prompt's window left out). */
+export interface PromptInfo { ids: number[]; routing?: LayerRouting[][] }
+
 /** length: maxTokens made; context: the context was full (policy 'stop'); cancelled: aborted. */
 export type FinishReason = 'length' | 'context' | 'cancelled';
 

@@ -3,7 +3,9 @@
 // `sample` of the original API. In this thread; app/inference-thread.ts runs the same in a worker.
 import type { Transformer } from '../model/transformer.js';
 import { Batcher, type InferenceOptions, type SequenceSink } from './batcher.js';
-import { type GenerationRequest, type GenerationResult, type SampleOptions, type TokenPiece, prepareRequest } from './generate.js';
+import {
+  type GenerationRequest, type GenerationResult, type PromptInfo, type SampleOptions, type TokenPiece, prepareRequest,
+} from './generate.js';
 import type { Tokenizer } from './tokenizer.js';
 
 /** What a running model offers: in this thread (`localInference`) or in a worker (`createInference`). */
@@ -19,10 +21,13 @@ export interface Inference {
 /**
  * A generation's tokens as they come, `for await (const { id, text } of stream)`, and its result.
  * Leaving the loop early, or aborting the signal, cancels it: the result then has finishReason
- * 'cancelled'. A failure rejects both the loop and `result`.
+ * 'cancelled'. A failure rejects the loop, `prompt` (if still pending) and `result`.
  */
 export class TokenStream implements AsyncIterable<TokenPiece>, SequenceSink {
   readonly result: Promise<GenerationResult>;
+  /** The prompt's ids (and routing, on request) once its prefill has run. */
+  readonly prompt: Promise<PromptInfo>;
+  private started!: { resolve(p: PromptInfo): void; reject(e: Error): void };
   private readonly queue: TokenPiece[] = [];
   private wake: (() => void) | undefined;
   private finished: { result?: GenerationResult; error?: Error } | undefined;
@@ -32,7 +37,8 @@ export class TokenStream implements AsyncIterable<TokenPiece>, SequenceSink {
 
   constructor(signal?: AbortSignal) {
     this.result = new Promise((resolve, reject) => { this.settle = { resolve, reject }; });
-    this.result.catch(() => { /* reported to whoever iterates or awaits */ });
+    this.prompt = new Promise((resolve, reject) => { this.started = { resolve, reject }; });
+    for (const p of [this.result, this.prompt]) p.catch(() => { /* reported to whoever iterates or awaits */ });
     if (signal) {
       if (signal.aborted) this.cancel();
       else signal.addEventListener('abort', () => this.cancel(), { once: true });
@@ -51,6 +57,10 @@ export class TokenStream implements AsyncIterable<TokenPiece>, SequenceSink {
     this.cancelFn?.();
   }
 
+  start(prompt: PromptInfo): void {
+    this.started.resolve(prompt);
+  }
+
   token(piece: TokenPiece): void {
     this.queue.push(piece);
     this.wake?.();
@@ -58,12 +68,14 @@ export class TokenStream implements AsyncIterable<TokenPiece>, SequenceSink {
 
   end(result: GenerationResult): void {
     this.finished = { result };
+    this.started.resolve({ ids: result.promptIds, ...(result.promptRouting && { routing: result.promptRouting }) }); // cancelled while waiting
     this.settle.resolve(result);
     this.wake?.();
   }
 
   fail(error: Error): void {
     this.finished = { error };
+    this.started.reject(error);
     this.settle.reject(error);
     this.wake?.();
   }
