@@ -120,6 +120,11 @@ export async function serve(o: ServeOptions): Promise<Server> {
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send(errorBody(`no route ${request.method} ${request.url}`, null, 'not_found')));
 
+  let closing: Promise<void> | undefined;
+  // While closing, a connection whose response has ended is closed rather than kept alive: the
+  // server's close waits for every connection.
+  app.addHook('onResponse', async () => { if (closing) setImmediate(() => app.server.closeIdleConnections()); });
+
   app.get('/health', async () => ({ status: 'ok', model, ...inference.load() }));
   app.get('/v1/models', async () => ({
     object: 'list',
@@ -161,7 +166,6 @@ export async function serve(o: ServeOptions): Promise<Server> {
   await app.listen({ port: o.port ?? 8000, host: o.host ?? '127.0.0.1' });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : o.port;
-  let closing: Promise<void> | undefined;
   return {
     url: `http://${(o.host ?? '127.0.0.1').includes(':') ? `[${o.host}]` : o.host ?? '127.0.0.1'}:${port}`,
     inference,
