@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `switchyard` command: a thin layer over the typed API.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
-import { readRun, renderReport } from '../app/report.js';
+import { readRun, renderReport, routingSection } from '../app/report.js';
 import { exportRun, importRun } from '../app/interchange.js';
 import { calibrationFile } from '../app/calibration-file.js';
 import { writeFileAtomic } from '../app/files.js';
@@ -151,9 +152,18 @@ program
   .description('an HTML report of a run: loss curves, dropped tokens, expert load over training (inline SVG, no network)')
   .requiredOption('--run <dir>', 'the run folder')
   .option('--out <file>', 'where to write it (default: <run>/report.html)')
-  .action((o: { run: string; out?: string }) => {
+  .option('--prompt <text>', "also show where each of this text's tokens goes in every Switch layer")
+  .action(async (o: { run: string; out?: string; prompt?: string }) => {
     const out = o.out ?? join(o.run, 'report.html');
-    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, [readRun(o.run, basename(o.run))]));
+    // A run with no training log (an imported one) can still show a prompt's routing.
+    const runs = o.prompt !== undefined && !existsSync(join(o.run, 'log.jsonl')) ? [] : [readRun(o.run, basename(o.run))];
+    let routing = '';
+    if (o.prompt !== undefined) {
+      const run = loadRun(o.run);
+      routing = await routingSection(run, o.prompt);
+      await run.model.dispose();
+    }
+    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, runs, runs.length ? '' : 'This run has no training log.', routing));
     console.log(`wrote ${out}`);
   });
 

@@ -2,36 +2,14 @@
 // streaming, routing, every kind of bad input, the queue's limit, a client that disconnects,
 // draining on close, and the CLI's SIGTERM.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localInference } from '../app/inference.js';
-import { openRun, saveCheckpoint, writeRunConfig } from '../app/run-folder.js';
+import { openRun } from '../app/run-folder.js';
 import { type Server, serve } from '../app/serve.js';
-import { charTokenizer } from '../app/tokenizer.js';
 import { createKernels } from '../kernels/index.js';
-import { type ModelConfig, PRESETS } from '../model/config.js';
-import { Rng } from '../model/rng.js';
-import { Transformer } from '../model/transformer.js';
+import { tinyRun } from './fixtures/tiny-run.js';
 
 const kernels = createKernels();
-const tokenizer = charTokenizer('abcdefghijklmnopqrstuvwxyz .,\n');
-
-/** A run folder with a tiny model of random weights. */
-export async function tinyRun(context = 32): Promise<string> {
-  const dir = join(mkdtempSync(join(tmpdir(), 'switchyard-serve-')), 'tiny-run');
-  mkdirSync(dir);
-  const config: ModelConfig = {
-    ...PRESETS.tiny.model, vocabSize: tokenizer.vocabSize, context, layers: 2, heads: 2, dModel: 16, dFF: 24, numExperts: 4, routerJitter: 0,
-  };
-  const model = new Transformer(kernels, config, { seed: 1 });
-  for (const p of model.params.list) new Rng('serve', p.name).fillNormal(p.data, 0.3);
-  writeRunConfig(dir, { format: 'switchyard-run-1', model: config, train: PRESETS.tiny.train, tokenizer: tokenizer.spec(), data: 'unused' });
-  saveCheckpoint(dir, model, undefined, 3);
-  await model.dispose();
-  return dir;
-}
 
 const post = (server: Server, body: unknown, init: RequestInit = {}) => fetch(`${server.url}/v1/completions`, {
   method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body), ...init,
