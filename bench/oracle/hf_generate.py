@@ -3,10 +3,11 @@
   python bench/oracle/hf_generate.py EXPORT_DIR --batch 1,8 --prompt 32 --tokens 256 --threads 2 [--repeats N]
 
 Greedy decoding (do_sample=False), use_cache=True, float32, a fixed random prompt of --prompt
-tokens per sequence, exactly --tokens new tokens (no end-of-sequence token stops it). Prints one
-JSON object per batch size: {"batch", "tokens_per_s", "seconds", "ids"} with the best of
---repeats runs (this shared machine's speed swings; the best run is the machine's, not a
-neighbour's). `ids` are the first sequence's new tokens, for checking against ours.
+tokens per sequence (or --prompt-ids), exactly --tokens new tokens (no end-of-sequence token stops
+it). Prints one JSON object per batch size: {"batch", "tokens_per_s", "seconds", "ids",
+"all_ids"} with the best of --repeats runs (this shared machine's speed swings; the best run is
+the machine's, not a neighbour's). `ids` are the first sequence's new tokens, `all_ids` every
+sequence's, for checking against ours.
 Not a dependency of Switchyard; needs torch and transformers.
 """
 import argparse
@@ -49,4 +50,4 @@ for batch in [int(b) for b in args.batch.split(",")]:
         best = seconds if best is None else min(best, seconds)
     new = out[:, prompts.shape[1]:]
     print(json.dumps({"batch": batch, "tokens_per_s": batch * new.shape[1] / best, "seconds": best,
-                      "ids": new[0].tolist(), "torch": torch.__version__, "transformers": transformers.__version__}))
+                      "ids": new[0].tolist(), "all_ids": new.tolist(), "torch": torch.__version__, "transformers": transformers.__version__}))
