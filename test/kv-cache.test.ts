@@ -43,6 +43,32 @@ async function cachedAndRecomputed(m: Transformer, ids: number[], prompt: number
   return [cached, full];
 }
 
+describe('what the cache relies on', () => {
+  // A decode step multiplies a few rows where a full forward multiplies many (and the GEMM takes
+  // another path below 5 rows): each row must come out the same either way.
+  const cases = (['nn', 'nt', 'tn'] as const).flatMap((form) => (['simd', 'relaxed-simd'] as const).map((variant) => [form, variant] as const));
+  it.each(cases)('a %s GEMM row (%s) has the same bits alone, among a few, or among many rows', (form, variant) => {
+    const k = createKernels({ variant });
+    const [n, depth] = [300, 700]; // columns past a 16 and a 4 boundary, depth over two slices of 256
+    const rows = 37, rng = new Rng('rows', form);
+    const a = rng.fillNormal(k.allocF32(rows * depth)), b = rng.fillNormal(k.allocF32(depth * n));
+    const at = (i: number) => (form === 'tn' ? a.subarray(i) : a.subarray(i * depth));
+    const strides = form === 'tn' ? { lda: rows } : {};
+    for (const accumulate of [false, true]) { // accumulating: onto a C of ones, slice by slice
+      const all = k.allocF32(rows * n).fill(1), some = k.allocF32(7 * n);
+      k.gemm(form, rows, n, depth, a, b, all, accumulate, strides);
+      for (const [first, m] of [[0, 1], [5, 3], [33, 4], [30, 7]] as const) { // 1–4 rows: the unpacked path; 7: packed
+        some.fill(1);
+        k.gemm(form, m, n, depth, at(first), b, some, accumulate, strides);
+        for (let r = 0; r < m; r++) {
+          expect(Array.from(some.subarray(r * n, (r + 1) * n)), `row ${first + r} among ${m}, accumulate ${accumulate}`)
+            .toEqual(Array.from(all.subarray((first + r) * n, (first + r + 1) * n)));
+        }
+      }
+    }
+  });
+});
+
 describe('the KV cache against full recomputation', () => {
   it.each(LAYOUTS)('%s: bit-identical on the reference kernels', async (_name, overrides) => {
     const m = model('reference', overrides);
