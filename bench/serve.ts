@@ -2,7 +2,7 @@
 // process (the CLI); this one is the load generator: `concurrency` clients, each sending streaming
 // completions one after another, bounded by a count per client and a time limit, while a probe
 // asks /health every 25 ms. Per level: requests/s, tokens/s, time to first token and per token
-// (p50, p99), errors, and the health check's latency (p50, p99, max).
+// (p50, p99), errors, and the health check's latency (p50, p99, max), first with nothing running.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Command } from 'commander';
 import { readRunConfig } from '../app/run-folder.js';
@@ -109,6 +109,14 @@ const { url, child } = await startServer();
 const rows: Row[] = [];
 try {
   await completion(url, prompts[0]!, 0); // the model's first step compiles what it runs
+  // The health check with nothing generating: this machine's floor, to read the levels against.
+  const idle = probe(url);
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const idleMs = await idle.stop();
+  rows.push({
+    suite: 'serve', concurrency: 0, requests: 0, errors: 0, health_p50_ms: quantile(idleMs, 0.5), health_p99_ms: quantile(idleMs, 0.99),
+    health_max_ms: Math.max(...idleMs), health_checks: idleMs.length,
+  });
   for (const concurrency of levels) {
     const health = probe(url);
     const samples: Sample[] = [];
