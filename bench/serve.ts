@@ -15,8 +15,8 @@ const program = new Command('bench:serve')
   .option('--run <dir>', 'a run folder (default: the small preset\'s size, random weights)')
   .option('--json <file>', 'also write the rows as a JSON array')
   .option('--concurrency <list>', 'concurrent streams per level', '1,8,32')
-  .option('--requests <n>', 'requests each client sends at most', '4')
-  .option('--seconds <n>', 'a level stops sending new requests after this long', '60')
+  .option('--requests <n>', 'requests each client sends at most', '50')
+  .option('--seconds <n>', 'a level stops sending new requests after this long (so each level lasts about as long: enough health checks for a p99)', '20')
   .option('--max-tokens <n>', 'max_tokens of each request', '64')
   .option('--prompt <n>', 'prompt tokens', '32')
   .parse();
@@ -111,7 +111,7 @@ try {
   await completion(url, prompts[0]!, 0); // the model's first step compiles what it runs
   // The health check with nothing generating: this machine's floor, to read the levels against.
   const idle = probe(url);
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await new Promise((resolve) => setTimeout(resolve, 5000));
   const idleMs = await idle.stop();
   rows.push({
     suite: 'serve', concurrency: 0, requests: 0, errors: 0, health_p50_ms: quantile(idleMs, 0.5), health_p99_ms: quantile(idleMs, 0.99),
