@@ -165,16 +165,20 @@ describe('switchyard serve under pressure', () => {
     const child = spawn(process.execPath, [cli, 'serve', '--run', await tinyRun(), '--port', '0', '--drain', '1']);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
-    await until(async () => /on (http:\/\/\S+):/.test(out), 'the server to listen', 30_000);
-    const url = out.match(/on (http:\/\/\S+):/)![1]!;
-    const inFlight = fetch(`${url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a', max_tokens: 4000, at_context: 'slide' }),
-    });
-    await until(async () => (await (await fetch(`${url}/health`)).json()).running === 1, 'the request to run');
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    child.kill('SIGTERM');
-    expect((await (await inFlight).json()).choices[0].finish_reason).toBe('cancelled');
-    expect(await exited).toBe(0);
-    expect(out).toMatch(/SIGTERM: no new requests; those in flight have 1 s to finish\nstopped/);
+    try {
+      await until(async () => /on (http:\/\/\S+):/.test(out), 'the server to listen', 30_000);
+      const url = out.match(/on (http:\/\/\S+):/)![1]!;
+      const inFlight = fetch(`${url}/v1/completions`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a', max_tokens: 4000, at_context: 'slide' }),
+      });
+      await until(async () => (await (await fetch(`${url}/health`)).json()).running === 1, 'the request to run');
+      child.kill('SIGTERM');
+      expect((await (await inFlight).json()).choices[0].finish_reason).toBe('cancelled');
+      expect(await exited).toBe(0);
+      expect(out).toMatch(/SIGTERM: no new requests; those in flight have 1 s to finish\nstopped/);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL'); // a failed run leaves no server behind
+    }
   }, 60_000);
 });
