@@ -3,7 +3,9 @@ import { type LoadedRun, openRun } from './app/run-folder.js';
 import { validationLoss } from './app/train.js';
 import { createKernels } from './kernels/index.js';
 import { findCorpus, makeDataset, validationBatches } from './app/data.js';
-import { type SampleOptions, sample } from './app/generate.js';
+import type { SampleOptions } from './app/generate.js';
+import { type Inference, localInference as inThisThread, sample } from './app/inference.js';
+import type { InferenceOptions } from './app/batcher.js';
 
 export { train, type TrainOptions, type TrainResult, type StepReport, type PresetName } from './app/train.js';
 export type { LoadedRun, RunConfig } from './app/run-folder.js';
@@ -14,6 +16,14 @@ export { Transformer } from './model/transformer.js';
 export { PRESETS, type ModelConfig, type TrainConfig, type SwitchLayerConfig } from './model/config.js';
 export { createKernels, type Kernels } from './kernels/index.js';
 export type { SampleOptions } from './app/generate.js';
+export {
+  RequestError, type ContextPolicy, type FinishReason, type GenerationRequest, type GenerationResult, type LayerRouting, type PromptInfo,
+  type TokenPiece,
+} from './app/generate.js';
+export type { InferenceOptions } from './app/batcher.js';
+export { type Inference, TokenStream, generateBatch } from './app/inference.js';
+export { createInference, type ModelInfo, type ThreadInference } from './app/inference-thread.js';
+export { serve, type ServeOptions, type Server } from './app/serve.js';
 
 /** A trained model from its run folder (Switch layers in this thread). */
 export function loadRun(dir: string): LoadedRun {
@@ -24,6 +34,15 @@ export function loadRun(dir: string): LoadedRun {
 export async function generate(run: LoadedRun, options: Partial<SampleOptions> & { prompt?: string } = {}): Promise<string> {
   const { prompt = '', maxTokens = 200, temperature = 0.8, topK = 40, seed = 1 } = options;
   return sample(run.model, run.tokenizer, prompt, { maxTokens, temperature, topK, seed });
+}
+
+/**
+ * Generation from the run's model in this thread: streams of tokens, batched step by step with
+ * every other stream of this Inference. One Inference per loaded run (they would share its
+ * buffers); `createInference` runs one in a thread of its own, leaving this one's event loop free.
+ */
+export function localInference(run: LoadedRun, options: InferenceOptions = {}): Inference {
+  return inThisThread(run.model, run.tokenizer, options);
 }
 
 /**

@@ -1,12 +1,15 @@
 // A self-contained HTML report of one or more training runs (inline SVG, no scripts, no network):
 // validation loss against steps and wall time, dropped tokens, the experts' load over training,
-// and a table of the final figures. `switchyard report --run DIR` and the experiments write it.
+// and a table of the final figures. `switchyard report --run DIR` and the experiments write it;
+// with --prompt, also where each of the prompt's tokens went in every Switch layer.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readRunConfig } from './run-folder.js';
+import { type LoadedRun, readRunConfig } from './run-folder.js';
+import { localInference } from './inference.js';
+import { pieceDecoder } from './tokenizer.js';
 import type { ModelConfig } from '../model/config.js';
 import { machine } from './machine.js';
-import { heatmap, lineChart, type Series } from './svg.js';
+import { color, heatmap, lineChart, type Series } from './svg.js';
 
 export interface LogLine {
   step: number; loss: number; val_loss?: number; tokens_per_s: number; elapsed_s: number;
@@ -70,7 +73,37 @@ export function finalFigures(r: ReportRun) {
   };
 }
 
-export function renderReport(title: string, runs: ReportRun[], intro = ''): string {
+/**
+ * A prompt's routing: one line per Switch layer, each token on the colour of the expert it went
+ * to (its gate and expert on hover), from a prefill of the prompt.
+ */
+export async function routingSection(run: LoadedRun, prompt: string): Promise<string> {
+  const inference = localInference(run.model, run.tokenizer);
+  const result = await inference.stream({ prompt, maxTokens: 0, returnExperts: true, atContext: 'slide' }).result;
+  await inference.close();
+  const decoder = pieceDecoder(run.tokenizer);
+  const pieces = result.promptIds.map((id) => decoder.piece(id));
+  const routing = result.promptRouting!;
+  const layers = routing.find((t) => t.length > 0)?.map((l) => l.layer) ?? [];
+  const E = run.config.model.numExperts;
+  const shown = (text: string) => esc(text).replace(/\n/g, '↵').replace(/ /g, '&nbsp;');
+  const lines = layers.map((layer, j) => {
+    const spans = pieces.map((text, t) => {
+      const l = routing[t]?.[j];
+      if (!l) return `<span title="outside the window">${shown(text)}</span>`;
+      const e = l.experts[0]!;
+      return `<span style="background:${color(e)}55;border-bottom:3px solid ${color(e)}" title="expert ${e}, gate ${l.gates[0]!.toFixed(3)}">${shown(text)}</span>`;
+    }).join('');
+    return `<p><b>layer ${layer}</b><br><code style="font-size:16px;line-height:2">${spans}</code></p>`;
+  }).join('\n');
+  const legend = Array.from({ length: E }, (_, e) => `<span style="background:${color(e)}55;border-bottom:3px solid ${color(e)};padding:0 6px">expert ${e}</span>`).join(' ');
+  return `<h2>Routing of a prompt</h2>
+<p>Each token on the colour of the expert its first choice went to in that Switch layer (hover for the gate), dropless, as generation routes it${layers.length === 0 ? '. This model has no Switch layer.' : ':'}</p>
+${lines}
+<p>${legend}</p>`;
+}
+
+export function renderReport(title: string, runs: ReportRun[], intro = '', extra = ''): string {
   const valSeries = (x: (l: LogLine) => number): Series[] =>
     runs.map((r) => ({ name: r.name, points: r.log.filter((l) => l.val_loss !== undefined).map((l) => [x(l), l.val_loss!]) }));
   const charts = [
@@ -120,14 +153,15 @@ export function renderReport(title: string, runs: ReportRun[], intro = ''): stri
 <h1>${esc(title)}</h1>
 <p>Rendered on ${esc(String(m.cpu))}, ${m.cores} cores, Node ${esc(String(m.node))}. ${intro}</p>
 ${origins.length ? `<ul>${origins.join('\n')}</ul>` : ''}
-<h2>Final figures</h2>
+${runs.length === 0 ? '' : `<h2>Final figures</h2>
 <table><thead><tr><th>run</th><th>experts</th><th>top-k</th><th>capacity</th><th>steps</th><th>val loss</th><th>best val</th><th>train loss (last 50)</th><th>tokens/s (median)</th><th>wall s</th><th>dropped</th></tr></thead>
 <tbody>
 ${rows}
 </tbody></table>
 ${charts.map((c) => `<figure>${c}</figure>`).join('\n')}
 ${heatmaps.length ? '<h2>Expert load over training</h2>' : ''}
-${heatmaps.map((c) => `<figure>${c}</figure>`).join('\n')}
+${heatmaps.map((c) => `<figure>${c}</figure>`).join('\n')}`}
+${extra}
 </body></html>
 `;
 }

@@ -108,3 +108,16 @@ export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
       throw new TypeError(`tokenizer spec: unknown kind ${JSON.stringify((spec as { kind: unknown }).kind)} (expected 'byte' or 'char')`);
   }
 }
+
+/**
+ * Text for token ids as they arrive, one piece per id: a byte that ends a UTF-8 character mid-way
+ * gives '' and the character comes with its last byte, so the pieces join into decode(ids).
+ */
+export function pieceDecoder(tokenizer: Tokenizer): { piece(id: number): string; flush(): string } {
+  if (tokenizer.kind !== 'byte') return { piece: (id) => tokenizer.decode([id]), flush: () => '' };
+  const decoder = new TextDecoder('utf-8');
+  return {
+    piece: (id) => decoder.decode(new Uint8Array([id]), { stream: true }),
+    flush: () => decoder.decode(),
+  };
+}

@@ -10,7 +10,7 @@ import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { PRESETS } from '../model/config.js';
-import { sample } from '../app/generate.js';
+import { sample } from '../app/inference.js';
 import { AdamW } from '../model/optim.js';
 import { Rng } from '../model/rng.js';
 import { charTokenizer } from '../app/tokenizer.js';

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The `switchyard` command: a thin layer over the typed API.
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
-import { readRun, renderReport } from '../app/report.js';
+import { readRun, renderReport, routingSection } from '../app/report.js';
 import { exportRun, importRun } from '../app/interchange.js';
 import { calibrationFile } from '../app/calibration-file.js';
 import { writeFileAtomic } from '../app/files.js';
@@ -13,9 +14,11 @@ import { BACKENDS as KERNEL_BACKENDS, type BackendName, createKernels } from '..
 import { GPUJS_MODES, type GpujsMode } from '../kernels/gpujs/device.js';
 import { EXPERT_BACKENDS, type ExpertBackend } from '../engine/devices.js';
 import { inProcess } from '../app/reference-case.js';
-import { evaluateRun, generate, loadRun } from '../index.js';
+import { type ServeOptions, evaluateRun, loadRun } from '../index.js';
 import { benchCommand } from './bench.js';
 import { checkReferenceFiles } from './check-reference.js';
+import { type GenerateCommand, generateCommand } from './generate.js';
+import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 import { DEFAULT_CHECKPOINT_EVERY, type PresetName } from '../app/train.js';
 import { flagParser } from '../app/options.js';
@@ -117,18 +120,35 @@ program
 
 program
   .command('generate')
-  .description('sample text from a trained run')
+  .description('text from a trained run, printed as it is generated')
   .requiredOption('--run <dir>', 'the run folder')
   .option('--prompt <text>', 'text to continue', '')
   .option('--tokens <n>', 'tokens to generate', integer(0), 300)
   .option('--temperature <x>', 'sampling temperature; 0 always takes the most likely token', number((n) => n >= 0, 'a number ≥ 0'), 0.8)
   .option('--top-k <n>', 'sample among the k most likely tokens; 0 = all', integer(0), 40)
   .option('--seed <n>', 'seed of the sampling', integer(0), 1)
-  .action(async (o: { run: string; prompt: string; tokens: number; temperature: number; topK: number; seed: number }) => {
-    const run = loadRun(o.run);
-    console.log(await generate(run, { prompt: o.prompt, maxTokens: o.tokens, temperature: o.temperature, topK: o.topK, seed: o.seed }));
-    await run.model.dispose();
-  });
+  .addOption(new Option('--at-context <policy>', "when the model's context is full: stop, or slide the window on (keeping its last half)")
+    .choices(['stop', 'slide']).default('stop'))
+  .option('--no-cache', 'recompute the whole window for every token instead of keeping keys and values (the reference path; slower)')
+  .addOption(new Option('--capacity <mode>', 'expert capacity while generating: dropless (every token reaches its expert), or configured '
+    + '(the model\'s capacity factor over each step\'s tokens; docs/inference.md)').choices(['dropless', 'configured']).default('dropless'))
+  .option('--show-experts', 'colour each token by the expert it went to (a terminal; else a listing), and routing in --json')
+  .option('--json', 'print one JSON object at the end: prompt_ids, ids, text, finish_reason (and the routing with --show-experts)')
+  .action((o: GenerateCommand) => generateCommand(o));
+
+program
+  .command('serve')
+  .description('an OpenAI-style completions server over a run: POST /v1/completions (stream: server-sent events), GET /v1/models, GET /health')
+  .requiredOption('--run <dir>', 'the run folder')
+  .option('--port <n>', 'the port; 0 picks a free one', integer(0), 8000)
+  .option('--host <address>', 'the address to listen on; 0.0.0.0 (or ::) opens the server to the network', '127.0.0.1')
+  .option('--max-batch <n>', 'sequences decoded together at most', integer(1), 32)
+  .option('--max-queue <n>', 'requests waiting beyond --max-batch; more are answered 429', integer(0), 64)
+  .option('--max-tokens-limit <n>', 'the largest max_tokens a request may ask', integer(1), 4096)
+  .option('--drain <seconds>', 'on SIGTERM or Ctrl-C, how long requests in flight may finish before they are cancelled', number((n) => n >= 0, 'a number ≥ 0'), 10)
+  .option('--no-cache', 'recompute the whole window for every token (the reference path; slower)')
+  .addOption(new Option('--capacity <mode>', 'expert capacity while generating (see generate --help)').choices(['dropless', 'configured']).default('dropless'))
+  .action((o: ServeOptions & { drain: number }) => serveCommand(o));
 
 program
   .command('bench')
@@ -142,9 +162,18 @@ program
   .description('an HTML report of a run: loss curves, dropped tokens, expert load over training (inline SVG, no network)')
   .requiredOption('--run <dir>', 'the run folder')
   .option('--out <file>', 'where to write it (default: <run>/report.html)')
-  .action((o: { run: string; out?: string }) => {
+  .option('--prompt <text>', "also show where each of this text's tokens goes in every Switch layer")
+  .action(async (o: { run: string; out?: string; prompt?: string }) => {
     const out = o.out ?? join(o.run, 'report.html');
-    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, [readRun(o.run, basename(o.run))]));
+    // A run with no training log (an imported one) can still show a prompt's routing.
+    const runs = o.prompt !== undefined && !existsSync(join(o.run, 'log.jsonl')) ? [] : [readRun(o.run, basename(o.run))];
+    let routing = '';
+    if (o.prompt !== undefined) {
+      const run = loadRun(o.run);
+      routing = await routingSection(run, o.prompt);
+      await run.model.dispose();
+    }
+    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, runs, runs.length ? '' : 'This run has no training log.', routing));
     console.log(`wrote ${out}`);
   });
 

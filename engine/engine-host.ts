@@ -25,7 +25,7 @@ const current = (): SwitchEngine => {
 };
 /** Arrays in the engine's shared memory are reused next step: what leaves this thread is a copy. */
 const copyStats = (s: SwitchStats): SwitchStats => ({
-  ...s, expertIndex: s.expertIndex.slice(), kept: s.kept.slice(), tokensPerExpert: s.tokensPerExpert.slice(),
+  ...s, expertIndex: s.expertIndex.slice(), gates: s.gates.slice(), kept: s.kept.slice(), tokensPerExpert: s.tokensPerExpert.slice(),
   keptPerExpert: s.keptPerExpert.slice(), routerProbs: s.routerProbs.slice(),
 });
 const copyWeights = (w: Weights): Weights => ({

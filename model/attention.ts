@@ -5,6 +5,9 @@
 // owns heads h0…h1, i.e. those heads' columns of W_qkv (one block each in q, k and v) and rows of
 // W_o, so its weight gradients are its own and only the [N×d] output and input gradient are
 // summed over shards. The GEMMs address a shard's blocks in place with row strides.
+// Generation computes one new position per sequence against the keys and values it keeps
+// (model/kv-cache.ts): `attentionShardDecode`, the same arithmetic as the full forward's row for
+// that position, so cached and recomputed logits agree to the bit (test/generate.test.ts).
 // Rotary positions use Hugging Face's half-split form (rotate_half: [−x₂, x₁]), so a model trained
 // here computes the same function in transformers' Qwen2 layers without permuting anything.
 import type { Kernels } from '../kernels/index.js';
@@ -115,6 +118,67 @@ export function attentionShardBackward(kernels: Kernels, s: AttentionShape, weig
     if (db) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) db[at + j]! += b.dQkv[n * ld + part * w + j]!;
     kernels.gemm('nt', N, d, w, dPart, qkvW.w.subarray(at), b.dx, part > 0, { lda: ld, ldb: 3 * d }); // dx (+)= dqkv·W_qkv[:, cols]ᵀ
   }
+}
+
+/** One shard's buffers for a decode step of B sequences (one new token each). */
+export interface AttentionDecodeBuffers {
+  qkv: Float32Array; // [B × 3w] the new tokens' q | k | v, q and k after rope
+  scores: Float32Array; // [context] one head's scores, then weights, over a sequence's positions
+  o: Float32Array; // [B × w]
+  y: Float32Array; // [B × d] partial output
+}
+
+/** Where one sequence's keys and values are (every head's, [context × d]) and the new token's position. */
+export interface CachedSequence { keys: Float32Array; values: Float32Array; position: number }
+
+/**
+ * Copies `rows` rows of a shard's k and v (from its [rows × 3w] qkv, keys after rope) into a
+ * sequence's cache at positions at, at + 1, …
+ */
+export function storeKeysValues(s: Pick<AttentionShape, 'heads' | 'd'>, h0: number, h1: number, qkv: Float32Array, rows: number,
+  keys: Float32Array, values: Float32Array, at: number): void {
+  const { d } = s, hd = d / s.heads, w = (h1 - h0) * hd, col = h0 * hd, ld = 3 * w;
+  for (let n = 0; n < rows; n++) {
+    keys.set(qkv.subarray(n * ld + w, n * ld + 2 * w), (at + n) * d + col);
+    values.set(qkv.subarray(n * ld + 2 * w, n * ld + 3 * w), (at + n) * d + col);
+  }
+}
+
+/**
+ * Heads h0…h1 for one new token per sequence, x [B×d]: the token's q, k, v; its k and v into its
+ * sequence's cache at `position`; attention over positions 0…position; the partial output in y.
+ * Each step is the full forward's for that row (the kernels compute a GEMM row independently of
+ * the others), so the result equals row `position` of a forward over the whole sequence.
+ */
+export function attentionShardDecode(kernels: Kernels, s: Pick<AttentionShape, 'heads' | 'd'>, weights: AttentionWeights, x: Float32Array,
+  rope: RopeTables | undefined, sequences: CachedSequence[], h0: number, h1: number, b: AttentionDecodeBuffers): void {
+  const { d } = s, B = sequences.length;
+  const { hd, w, col } = layout({ ...s, batch: B, time: 1 }, h0, h1), H = h1 - h0, ld = 3 * w, half = hd / 2;
+  const { qkv: qkvW, proj } = weights;
+  for (let part = 0; part < 3; part++) {
+    const at = part * d + col;
+    kernels.gemm('nn', B, w, d, x, qkvW.w.subarray(at), b.qkv.subarray(part * w), false, { ldb: 3 * d, ldc: ld });
+    const bias = qkvW.b;
+    if (bias) for (let n = 0; n < B; n++) for (let j = 0; j < w; j++) b.qkv[n * ld + part * w + j]! += bias[at + j]!;
+  }
+  const scale = 1 / Math.sqrt(hd);
+  sequences.forEach((q, n) => {
+    const row = b.qkv.subarray(n * ld), p = q.position;
+    // One row at position p: the tables from row p on, read as position 0 of a one-row sequence.
+    if (rope) kernels.rope(row, 1, ld, 2 * H, hd, 1, rope.cos.subarray(p * half), rope.sin.subarray(p * half), false);
+    storeKeysValues(s, h0, h1, row, 1, q.keys, q.values, p);
+    const L = p + 1, scores = b.scores.subarray(0, L);
+    for (let h = 0; h < H; h++) {
+      const at = (h0 + h) * hd;
+      kernels.gemm('nt', 1, L, hd, row.subarray(h * hd), q.keys.subarray(at), scores, false, { ldb: d });
+      // L one-column blocks: each keeps its only column, times the scale. So the scores are scaled by
+      // the kernel the full forward masks with, with its rounding; no position is ahead of this one.
+      kernels.causalMaskRows(scores, L, 1, scale);
+      kernels.softmaxRows(scores, scores, 1, L);
+      kernels.gemm('nn', 1, hd, L, scores, q.values.subarray(at), b.o.subarray(n * w + h * hd), false, { ldb: d });
+    }
+  });
+  kernels.gemm('nn', B, d, w, b.o, proj.w.subarray(col * d), b.y, false);
 }
 
 /** The T×T attention weights of sequence b, head h, among a shard's H heads. */

@@ -26,6 +26,7 @@ export interface SwitchWeights {
 /** What every forward reports (SPEC, "Statistics"). */
 export interface SwitchStats {
   expertIndex: Int32Array; // [T×k]
+  gates: Float32Array; // [T×k], the weight of each chosen expert's output
   kept: Uint8Array; // [T×k]
   tokensPerExpert: Int32Array; // [E], first choices before drops
   keptPerExpert: Int32Array; // [E]
@@ -41,6 +42,12 @@ export interface ForwardOptions {
   training?: boolean;
   /** Keys this step's random draws. */
   step?: number;
+  /**
+   * Route every token whatever the capacity factor. Inference uses it: a decode step routes a
+   * handful of tokens, and a capacity over them would make a sequence's output depend on which
+   * others share its step (docs/inference.md).
+   */
+  dropless?: boolean;
 }
 
 export interface SwitchLayerInit {
@@ -208,7 +215,7 @@ export class SwitchLayer {
       xr = ws.scratch(xs.length);
       this.kernels.multiply(xs, jitter, xr);
     }
-    const routing = route(ws, c, xr, tokens, this.weights.router);
+    const routing = route(ws, options.dropless ? { ...c, capacityFactor: null } : c, xr, tokens, this.weights.router);
     const dropout = training && c.expertDropout > 0;
     const tasks: ExpertTask[] = [];
     for (let e = 0; e < c.numExperts; e++) {
@@ -247,7 +254,7 @@ export class SwitchLayer {
     return {
       y: s.y,
       stats: {
-        expertIndex: r.expertIndex, kept: r.kept, tokensPerExpert: r.tokensPerExpert, keptPerExpert: r.keptPerExpert,
+        expertIndex: r.expertIndex, gates: r.gates, kept: r.kept, tokensPerExpert: r.tokensPerExpert, keptPerExpert: r.keptPerExpert,
         capacity: r.capacity, dropped: r.dropped, routerProbs: r.probs, auxLoss: r.auxLoss, zLoss: r.zLoss,
       },
     };

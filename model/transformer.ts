@@ -4,12 +4,18 @@
 //   logits = norm_f(x) · wteᵀ                                   (the embedding is tied to the head)
 // Loss: cross-entropy + each Switch layer's aux and z losses. Where a Switch layer computes (this
 // thread, or worker threads through the engine) is the caller's choice: `switchFactory`.
+// Generation: `prefill` runs a prompt once and keeps its keys and values in a KvCache; `decode`
+// then computes one new token for each of several sequences, each at its own position.
 import type { Kernels } from '../kernels/index.js';
 import { toBF16Precision } from './precision.js';
-import { type AttentionShard, type AttentionShape, type AttentionWeights, type LinearParams, type RopeTables, ropeTables } from './attention.js';
+import {
+  type AttentionDecodeBuffers, type AttentionShard, type AttentionShape, type AttentionWeights, type LinearParams, type RopeTables,
+  attentionShardDecode, ropeTables, storeKeysValues,
+} from './attention.js';
 import { type ModelConfig, type SwitchLayerOptions, checkModelConfig, isSparseLayer } from './config.js';
 import { crossEntropy } from './loss.js';
 import type { FfnShape, FfnWeights } from './ffn.js';
+import { KvCache } from './kv-cache.js';
 import { type Param, ParamSet } from './params.js';
 import { Rng } from './rng.js';
 import { DENSE_SHARDS, type FfnShard, type ShardRunner, inProcessShards, shardRange } from './shards.js';
@@ -38,6 +44,14 @@ export interface ForwardResult {
   /** [B·T × V], valid until the next forward. */
   logits: Float32Array;
   /** One entry per Switch layer. */
+  switchStats: SwitchStats[];
+}
+
+/** A prefill's or decode step's output, valid until the model's next call. */
+export interface InferenceStep {
+  /** [rows × V]: a prefill's rows are the prompt's positions, a decode step's its sequences. */
+  logits: Float32Array;
+  /** One entry per Switch layer, its rows as the logits'. */
   switchStats: SwitchStats[];
 }
 
@@ -186,28 +200,17 @@ export class Transformer {
       const n1 = this.norm(layer.norm1, x, N);
       const attention = this.attentionShards(shape);
       await this.shards.attentionForward(shape, layer.attn, n1.out, this.rope, attention);
-      const a = sumShards(ws, kernels, attention.map((sh) => sh.buffers.y));
-      const projBias = layer.attn.proj.b;
-      if (projBias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) a[r * d + j]! += projBias[j]!;
+      const a = this.attentionOutput(layer, attention.map((sh) => sh.buffers.y));
       const attnMask = this.dropout(a, training, step, layer.index, 'attn');
       const x1 = ws.scratch(N * d);
       kernels.add(x, a, x1);
 
       const n2 = this.norm(layer.norm2, x1, N);
-      let fOut: Float32Array;
-      let shards: FfnShard[] | undefined;
-      if (layer.moe) {
-        const { y, stats } = await layer.moe.forward(n2.out, N, { training, step });
-        fOut = y;
+      const { y: fOut, shards, stats } = await this.ffn(layer, n2.out, N, { training, step, ...(options.dropless && { dropless: true }) });
+      if (stats) {
         switchStats.push(stats);
         auxLoss += stats.auxLoss;
         zLoss += stats.zLoss;
-      } else {
-        shards = this.mlpShards(N);
-        await this.shards.ffnForward(this.ffnShape, layer.mlp!.w, n2.out, shards);
-        fOut = sumShards(ws, kernels, shards.map((sh) => sh.buffers.y));
-        const bias = layer.mlp!.downBias?.data;
-        if (bias) for (let r = 0; r < N; r++) for (let j = 0; j < d; j++) fOut[r * d + j]! += bias[j]!;
       }
       const ffnMask = this.dropout(fOut, training, step, layer.index, 'ffn');
       const x2 = ws.scratch(N * d);
@@ -266,9 +269,105 @@ export class Transformer {
     if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) this.wpe.grad[(n % T) * d + j]! += dEmbed[n * d + j]!;
   }
 
+  /** An empty cache for one sequence's keys and values; `free()` it when the sequence ends. */
+  newCache(): KvCache {
+    const c = this.config;
+    return new KvCache(this.kernels, c.layers, c.context, c.dModel);
+  }
+
+  /**
+   * Runs one sequence's prompt through the model (a forward over its tokens) and keeps every
+   * layer's keys and values in `cache`, which must be empty. The logits of every prompt position.
+   */
+  async prefill(cache: KvCache, tokens: Int32Array, options: ForwardOptions = {}): Promise<InferenceStep> {
+    cache.requireRoom(tokens.length);
+    this.requireOwnCache(cache);
+    if (cache.length !== 0) throw new Error(`model: prefill needs an empty cache; this one holds ${cache.length} positions`);
+    const { logits, switchStats } = await this.forward({ inputs: tokens, batch: 1, context: tokens.length }, { ...options, training: false });
+    const { heads, dModel: d } = this.config;
+    this.cache!.layers.forEach((lc, i) => {
+      for (const sh of lc.attention) storeKeysValues({ heads, d }, sh.h0, sh.h1, sh.buffers.qkv, tokens.length, cache.keys[i]!, cache.values[i]!, 0);
+    });
+    cache.length = tokens.length;
+    return { logits, switchStats };
+  }
+
+  /**
+   * One new token for each sequence, at the next position of its cache: the tokens' logits
+   * [B × V]. Each row equals the last row of a forward over that sequence's whole window (tested).
+   */
+  async decode(caches: KvCache[], tokens: Int32Array, options: ForwardOptions = {}): Promise<InferenceStep> {
+    const c = this.config, d = c.dModel, V = c.vocabSize, B = caches.length;
+    if (B === 0 || tokens.length !== B) throw new RangeError(`model: decode needs one token per sequence, got ${tokens.length} for ${B}`);
+    for (const cache of caches) { cache.requireRoom(1); this.requireOwnCache(cache); }
+    if (new Set(caches).size !== B) throw new Error('model: a cache appears twice in one decode step');
+    for (const t of tokens) if (!(t >= 0 && t < V)) throw new RangeError(`model: token ${t} is outside the vocabulary of ${V}`);
+    this.ws.release();
+    this.cache = undefined; // a decode step keeps nothing for a backward
+    const ws = this.ws, kernels = this.kernels;
+
+    const inputs = ws.i32(B);
+    inputs.set(tokens);
+    let x = ws.scratch(B * d);
+    kernels.gatherRows(this.wte.data, inputs, B, d, x);
+    if (this.wpe) {
+      caches.forEach((cache, n) => { for (let j = 0; j < d; j++) x[n * d + j]! += this.wpe!.data[cache.length * d + j]!; });
+    }
+    const switchStats: SwitchStats[] = [];
+    const count = Math.min(DENSE_SHARDS, c.heads), hd = d / c.heads;
+    for (const layer of this.layers) {
+      const n1 = this.norm(layer.norm1, x, B);
+      const sequences = caches.map((cache) => ({ keys: cache.keys[layer.index]!, values: cache.values[layer.index]!, position: cache.length }));
+      const partials = Array.from({ length: count }, (_, s) => {
+        const [h0, h1] = shardRange(c.heads, count, s), w = (h1 - h0) * hd;
+        const b: AttentionDecodeBuffers = { qkv: ws.scratch(B * 3 * w), scores: ws.scratch(c.context), o: ws.scratch(B * w), y: ws.scratch(B * d) };
+        attentionShardDecode(kernels, { heads: c.heads, d }, layer.attn, n1.out, this.rope, sequences, h0, h1, b);
+        return b.y;
+      });
+      const x1 = ws.scratch(B * d);
+      kernels.add(x, this.attentionOutput(layer, partials), x1);
+      const n2 = this.norm(layer.norm2, x1, B);
+      const { y, stats } = await this.ffn(layer, n2.out, B, options.dropless ? { dropless: true } : {});
+      if (stats) switchStats.push(stats);
+      x = ws.scratch(B * d);
+      kernels.add(x1, y, x);
+    }
+    for (const cache of caches) cache.length++;
+    const nf = this.norm(this.normF, x, B);
+    const logits = ws.scratch(B * V);
+    kernels.gemm('nt', B, V, d, nf.out, this.wte.data, logits, false);
+    return { logits, switchStats };
+  }
+
   async dispose(): Promise<void> {
     this.ws.release();
     for (const layer of this.layers) await layer.moe?.dispose();
+  }
+
+  private requireOwnCache(cache: KvCache): void {
+    const c = this.config;
+    if (cache.keys.length !== c.layers || cache.context !== c.context || cache.d !== c.dModel) {
+      throw new Error(`model: the cache (${cache.keys.length} layers, context ${cache.context}, width ${cache.d}) was not made by this model's newCache()`);
+    }
+  }
+
+  /** The attention's output: its shards' partial outputs summed in shard order, plus the projection's bias. */
+  private attentionOutput(layer: Layer, partials: Float32Array[]): Float32Array {
+    const d = this.config.dModel, a = sumShards(this.ws, this.kernels, partials), n = a.length / d;
+    const bias = layer.attn.proj.b;
+    if (bias) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) a[r * d + j]! += bias[j]!;
+    return a;
+  }
+
+  /** A layer's FFN on h [n×d]: its Switch layer (with its statistics), or its dense shards summed in shard order. */
+  private async ffn(layer: Layer, h: Float32Array, n: number, options: ForwardOptions): Promise<{ y: Float32Array; shards?: FfnShard[]; stats?: SwitchStats }> {
+    if (layer.moe) return layer.moe.forward(h, n, options);
+    const d = this.config.dModel, shards = this.mlpShards(n);
+    await this.shards.ffnForward(this.ffnShape, layer.mlp!.w, h, shards);
+    const y = sumShards(this.ws, this.kernels, shards.map((sh) => sh.buffers.y));
+    const bias = layer.mlp!.downBias?.data;
+    if (bias) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) y[r * d + j]! += bias[j]!;
+    return { y, shards };
   }
 
   /** Head shards of one attention layer, with this step's buffers. */
