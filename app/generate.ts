@@ -31,7 +31,8 @@ export async function sample(model: Transformer, tokenizer: Tokenizer, prompt: s
   return tokenizer.decode(ids.slice(shown));
 }
 
-function pick(logits: Float32Array, o: SampleOptions, rng: Rng): number {
+/** The next token: the most likely at temperature 0, else drawn from the top-k at the temperature. */
+export function pick(logits: Float32Array, o: Pick<SampleOptions, 'temperature' | 'topK'>, rng: Rng): number {
   const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
   if (o.temperature === 0) return order[0]!;
   const kept = o.topK > 0 ? order.slice(0, o.topK) : order;

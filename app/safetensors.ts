@@ -261,6 +261,13 @@ export class SafetensorsReader {
     return out;
   }
 
+  readI32(name: string): Int32Array {
+    const t = this.has(name) ? this.tensors[name]! : fail(this.path, `missing tensor "${name}"`);
+    if (t.dtype !== 'I32') fail(this.path, `tensor "${name}" has dtype ${t.dtype}; expected I32`);
+    const raw = this.bytes(this.dataStart + t.begin, t.end - t.begin);
+    return new Int32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+  }
+
   /** Checks the data against the checksum Switchyard writes, where the file has one. */
   verify(): void {
     if (this.expectedHash === undefined) return;
