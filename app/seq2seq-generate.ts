@@ -9,6 +9,7 @@
 import { Rng } from '../model/rng.js';
 import type { EncoderDecoder } from '../model/t5/encoder-decoder.js';
 import { pick } from './generate.js';
+import type { TextTokenizer } from './hf-tokenizer.js';
 
 export interface Seq2SeqSampling {
   /** New tokens at most (</s> included). */
@@ -77,4 +78,11 @@ function argmax(values: Float32Array): number {
   let best = 0;
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
   return best;
+}
+
+/** A prompt's continuation: the new ids (</s> included when reached) and their text, special tokens kept (the sentinels mark the spans). */
+export async function generateText(model: EncoderDecoder, tokenizer: TextTokenizer, prompt: string, o: Seq2SeqSampling): Promise<{ ids: number[]; text: string }> {
+  if (prompt.length === 0) throw new RangeError('generate: a switch-transformers run needs a --prompt (the encoder\'s input)');
+  const [ids] = await generateIds(model, [await tokenizer.encode(prompt)], o);
+  return { ids: ids!, text: await tokenizer.decode(ids!) };
 }

@@ -14,7 +14,7 @@ import { loadTokenizer } from '../app/hf-tokenizer.js';
 import { type SafetensorsReader, decodeSafetensors, encodeSafetensors } from '../app/safetensors.js';
 import { pairsLoss } from '../app/seq2seq-eval.js';
 import { GREEDY, generateIds } from '../app/seq2seq-generate.js';
-import { type Seq2SeqRun, importSwitchTransformers, openSeq2SeqRun } from '../app/seq2seq-run.js';
+import { type Seq2SeqRun, importSwitchTransformers, openSeq2SeqRun, readPairs } from '../app/seq2seq-run.js';
 import { checkMemory, configFromHf, hfSources } from '../app/switch-transformers.js';
 import { createKernels } from '../kernels/index.js';
 import { shiftRight } from '../model/t5/encoder-decoder.js';
@@ -262,3 +262,70 @@ describe.skipIf(!python)(`Switch Transformers, against transformers run live now
   }, 600_000);
 });
 if (python) checkAgainstOracle('Switch Transformers, live oracle (full gradients)', () => live.runs as { 3: Seq2SeqRun; 64: Seq2SeqRun }, () => live.oracle!);
+
+describe('the commands on an imported run, and fine-tuning', () => {
+  const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 120_000 });
+  const { values } = committed;
+  const pairsFile = (count: number) => {
+    const file = join(scratch(), 'pairs.jsonl');
+    const lines = Array.from({ length: count }, (_, i) => values.pairs[i % values.pairs.length]!)
+      .map(([input, target], i) => JSON.stringify({ input: `${input} ${i}`, target }));
+    writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  };
+  let imported = '';
+
+  it('import (the format read from config.json), generate --json and eval --data --json give transformers\' ids and loss', () => {
+    imported = join(scratch(), 'run');
+    const i = run('import', '--from', writeHfFolder(scratch(), values.hf_config), '--out', imported);
+    expect(i.stderr).toBe('');
+    expect(i.stdout).toMatch(/wrote .*checkpoint\.safetensors \(129,792 parameters, step 0\)/);
+    const g = JSON.parse(run('generate', '--run', imported, '--prompt', values.prompt, '--tokens', '10', '--json').stdout);
+    expect(g).toEqual({ ids: values.cap3.generate_prompt.slice(1), text: values.cap3.generate_prompt_text });
+    const file = join(scratch(), 'pairs.jsonl');
+    writeFileSync(file, values.pairs.map(([input, target]) => JSON.stringify({ input, target })).join('\n'));
+    const e = JSON.parse(run('eval', '--run', imported, '--data', file, '--json').stdout);
+    expect(Math.abs(e.loss - values.pairs_loss) / values.pairs_loss).toBeLessThan(1e-5);
+    expect(e).toMatchObject({ tokens: 34, pairs: 3, step: 0 });
+    expect(run('eval', '--run', imported).stderr).toMatch(/needs --data: a JSONL file of \{"input", "target"\} pairs/);
+    expect(run('generate', '--run', imported).stderr).toMatch(/needs a --prompt/);
+    writeFileSync(file, '{"input": "a"}\n');
+    expect(() => readPairs(file)).toThrow(/pairs.jsonl:1: expected \{"input": string, "target": string\}/);
+  }, 60_000);
+
+  it('fine-tunes with the experts on 2 workers exactly as in one thread, and a resumed run logs the same losses', async () => {
+    const { finetune } = await import('../app/finetune.js');
+    const data = pairsFile(20), train = { steps: 4, evalEvery: 2, batch: 3, learningRate: 1e-3, minLearningRate: 1e-3, warmupSteps: 0 };
+    const log = (dir: string) => readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => {
+      const { step, loss, grad_norm, val_loss } = JSON.parse(l) as { step: number; loss: number; grad_norm: number; val_loss?: number };
+      return { step, loss, grad_norm, val_loss }; // not the times
+    });
+    const one = join(scratch(), 'one'), two = join(scratch(), 'two'), cut = join(scratch(), 'cut');
+    await finetune({ from: imported, data, out: one, workers: 0, train });
+    await finetune({ from: imported, data, out: two, workers: 2, train });
+    expect(log(two)).toEqual(log(one));
+    expect(log(one).map((l) => l.loss)).toHaveLength(4);
+    expect(log(one)[3]!.loss).toBeLessThan(log(one)[0]!.loss);
+    expect(log(one)[1]!.val_loss).toBeGreaterThan(0);
+    const stop = new AbortController();
+    const r = await finetune({ from: imported, data, out: cut, workers: 0, train, signal: stop.signal, onStep: (s) => { if (s.step === 3) stop.abort(); } });
+    expect(r).toMatchObject({ stopped: true, stepsDone: 3 });
+    await finetune({ out: cut, resume: true, workers: 0 });
+    expect(log(cut)).toEqual(log(one));
+    const g = run('generate', '--run', cut, '--prompt', values.prompt, '--tokens', '4', '--json');
+    expect(JSON.parse(g.stdout).ids).toHaveLength(4);
+  }, 120_000);
+
+  it('refuses to fine-tune without pairs, over an existing run, or a model too large', async () => {
+    const { finetune } = await import('../app/finetune.js');
+    await expect(finetune({ from: imported, out: scratch() })).rejects.toThrow(/needs --data/);
+    await expect(finetune({ from: imported, data: pairsFile(3), out: imported })).rejects.toThrow(/already holds a run; pass --resume/);
+    const config = JSON.parse(readFileSync(join(imported, 'config.json'), 'utf8'));
+    const big = join(scratch(), 'big');
+    await import('node:fs').then((fs) => fs.mkdirSync(big));
+    writeFileSync(join(big, 'config.json'), JSON.stringify({ ...config, model: { ...config.model, vocabSize: 32128, dModel: 768, dKv: 64, dFF: 3072,
+      heads: 12, encoderLayers: 12, decoderLayers: 12, numExperts: 8, buckets: 32 } }));
+    await expect(finetune({ from: big, data: pairsFile(3), out: scratch() })).rejects.toThrow(/619,339,008 parameters need 9.91 GB for fine-tuning/);
+  });
+});
