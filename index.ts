@@ -14,6 +14,12 @@ export { Transformer } from './model/transformer.js';
 export { PRESETS, type ModelConfig, type TrainConfig, type SwitchLayerConfig } from './model/config.js';
 export { createKernels, type Kernels } from './kernels/index.js';
 export type { SampleOptions } from './app/generate.js';
+// Google's Switch Transformers (encoder-decoder) from Hugging Face folders.
+export { importSwitchTransformers, openSeq2SeqRun, type Seq2SeqRun } from './app/seq2seq-run.js';
+export { generateText, generateIds, type Seq2SeqSampling } from './app/seq2seq-generate.js';
+export { pairsLoss } from './app/seq2seq-eval.js';
+export { finetune, type FinetuneOptions, type FinetuneStep } from './app/finetune.js';
+export { EncoderDecoder } from './model/t5/encoder-decoder.js';
 
 /** A trained model from its run folder (Switch layers in this thread). */
 export function loadRun(dir: string): LoadedRun {

@@ -243,17 +243,20 @@ export class SafetensorsReader {
     return Object.hasOwn(this.tensors, name);
   }
 
-  /** A tensor's values as float32 (from F32, BF16 or F16). */
-  readF32(name: string): Float32Array {
-    const t = this.has(name) ? this.tensors[name]! : fail(this.path, `missing tensor "${name}"`);
-    const n = count(t.shape), width = { F32: 4, BF16: 2, F16: 2 }[t.dtype];
+  /** A tensor's values as float32 (from F32, BF16 or F16), into `into` (default: a new array). */
+  readF32(name: string, into?: Float32Array): Float32Array {
+    const t = this.entry(name), n = count(t.shape), width = { F32: 4, BF16: 2, F16: 2 }[t.dtype];
     if (width === undefined) fail(this.path, `tensor "${name}" has dtype ${t.dtype}; expected F32, BF16 or F16`);
     if (n * width! !== t.end - t.begin) fail(this.path, `tensor "${name}" has ${n} values of ${t.dtype} but data_offsets cover ${t.end - t.begin} bytes`);
-    const raw = this.bytes(this.dataStart + t.begin, t.end - t.begin);
-    if (t.dtype === 'F32') return new Float32Array(raw.buffer, raw.byteOffset, n);
-    const half = new Uint16Array(raw.buffer, raw.byteOffset, n), out = new Float32Array(n);
+    const out = into ?? new Float32Array(n);
+    if (out.length !== n) fail(this.path, `tensor "${name}" has ${n} values; the destination holds ${out.length}`);
+    if (t.dtype === 'F32') {
+      this.bytes(this.dataStart + t.begin, t.end - t.begin, new Uint8Array(out.buffer, out.byteOffset, out.byteLength)); // straight into place
+      return out;
+    }
+    const half = new Uint16Array(this.bytes(this.dataStart + t.begin, t.end - t.begin, this.scratch(t.end - t.begin)).buffer, 0, n);
     if (t.dtype === 'BF16') {
-      const bits = new Uint32Array(out.buffer);
+      const bits = new Uint32Array(out.buffer, out.byteOffset, n);
       for (let i = 0; i < n; i++) bits[i] = half[i]! << 16;
     } else {
       for (let i = 0; i < n; i++) out[i] = halfToFloat(half[i]!);
@@ -262,26 +265,52 @@ export class SafetensorsReader {
   }
 
   readI32(name: string): Int32Array {
-    const t = this.has(name) ? this.tensors[name]! : fail(this.path, `missing tensor "${name}"`);
+    const t = this.entry(name);
     if (t.dtype !== 'I32') fail(this.path, `tensor "${name}" has dtype ${t.dtype}; expected I32`);
     const raw = this.bytes(this.dataStart + t.begin, t.end - t.begin);
     return new Int32Array(raw.buffer, raw.byteOffset, raw.length / 4);
   }
 
+  /**
+   * Every F32 tensor, in file order, into the array `destination` gives for it (or nowhere), the
+   * checksum Switchyard writes checked on the way: one sequential pass over the file.
+   */
+  readAllF32(destination: (name: string) => Float32Array | undefined): void {
+    const hash = this.expectedHash === undefined ? undefined : createHash('sha256');
+    let at = 0;
+    for (const [name, t] of Object.entries(this.tensors).sort((x, y) => x[1].begin - y[1].begin)) {
+      if (t.begin !== at) fail(this.path, 'tensors overlap or leave gaps');
+      const into = destination(name);
+      if (into && t.dtype !== 'F32') fail(this.path, `tensor "${name}" has dtype ${t.dtype}; expected F32`);
+      const bytes = into ? new Uint8Array(into.buffer, into.byteOffset, into.byteLength) : this.scratch(t.end - t.begin);
+      if (bytes.length !== t.end - t.begin) fail(this.path, `tensor "${name}" covers ${t.end - t.begin} bytes; the destination holds ${bytes.length}`);
+      hash?.update(this.bytes(this.dataStart + t.begin, t.end - t.begin, bytes));
+      at = t.end;
+    }
+    if (hash && hash.digest('hex') !== this.expectedHash) fail(this.path, 'data was modified: sha256 mismatch');
+  }
+
   /** Checks the data against the checksum Switchyard writes, where the file has one. */
   verify(): void {
-    if (this.expectedHash === undefined) return;
-    const hash = createHash('sha256'), size = fstatSync(this.fd).size, chunk = 64 << 20;
-    for (let at = this.dataStart; at < size; at += chunk) hash.update(this.bytes(at, Math.min(chunk, size - at)));
-    if (hash.digest('hex') !== this.expectedHash) fail(this.path, 'data was modified: sha256 mismatch');
+    this.readAllF32(() => undefined);
   }
 
   close(): void {
     closeSync(this.fd);
   }
 
-  private bytes(position: number, length: number): Uint8Array {
-    const out = new Uint8Array(length);
+  private entry(name: string): StoredTensor {
+    return this.has(name) ? this.tensors[name]! : fail(this.path, `missing tensor "${name}"`);
+  }
+
+  /** One reusable buffer for bytes that are only passed through: a fresh one per tensor costs page faults. */
+  private spare = new Uint8Array(0);
+  private scratch(length: number): Uint8Array {
+    if (this.spare.length < length) this.spare = new Uint8Array(length);
+    return this.spare.subarray(0, length);
+  }
+
+  private bytes(position: number, length: number, out: Uint8Array = new Uint8Array(length)): Uint8Array {
     for (let done = 0; done < length;) {
       const n = readSync(this.fd, out, done, Math.min(length - done, 1 << 30), position + done);
       if (n === 0) fail(this.path, `truncated: ends before byte ${position + length}`);

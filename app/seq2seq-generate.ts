@@ -21,6 +21,8 @@ export interface Seq2SeqSampling {
   seed: number;
   /** Keep the decoder's keys and values (default); false recomputes the prefix every step. */
   cache: boolean;
+  /** </s> is not chosen before this many new tokens (transformers' min_new_tokens). Default 0. */
+  minTokens?: number;
 }
 
 export const GREEDY: Seq2SeqSampling = { maxTokens: 32, temperature: 0, topK: 0, seed: 1, cache: true };
@@ -39,6 +41,7 @@ export async function generateIds(model: EncoderDecoder, prompts: Int32Array[], 
   const done = new Array<boolean>(B).fill(false);
   const next = (logits: Float32Array, row: number, b: number, i: number) => {
     const l = logits.subarray(row * V, (row + 1) * V);
+    if (i < (o.minTokens ?? 0)) l[c.eosId] = -Infinity;
     return o.temperature === 0 ? argmax(l) : pick(l, o, new Rng(o.seed, 'sample', b, i));
   };
   const record = (b: number, token: number) => { out[b]!.push(token); if (token === c.eosId) done[b] = true; };

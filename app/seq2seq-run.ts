@@ -103,25 +103,27 @@ export function loadSeq2SeqCheckpoint(dir: string, params: Param[], optimizer?: 
   const file = runFiles(dir).checkpoint;
   const reader = new SafetensorsReader(file);
   try {
-    reader.verify();
     const step = Number(reader.metadata.step);
     if (reader.metadata.format !== CHECKPOINT_FORMAT || !Number.isInteger(step) || step < 0) {
       throw new Error(`${file}: not a switchyard switch-transformers checkpoint (metadata ${JSON.stringify(reader.metadata)})`);
     }
-    const read = (name: string, into: Float32Array, shape: number[]) => {
+    const into = new Map<string, Float32Array>();
+    const expect = (name: string, array: Float32Array, shape: number[]) => {
       const t = reader.has(name) ? reader.tensors[name]! : undefined;
       if (!t) throw new Error(`${file}: missing tensor "${name}"`);
       if (t.shape.join() !== shape.join()) throw new Error(`${file}: tensor "${name}" has shape [${t.shape.join('×')}], the model's config wants [${shape.join('×')}]`);
-      into.set(reader.readF32(name));
+      into.set(name, array);
     };
+    const moments = optimizer !== undefined && params.every((p) => reader.has(`adam.m.${p.name}`));
     params.forEach((p, j) => {
-      read(p.name, p.data, p.shape);
-      if (optimizer && reader.has(`adam.m.${p.name}`)) {
-        read(`adam.m.${p.name}`, optimizer.m[j]!, p.shape);
-        read(`adam.v.${p.name}`, optimizer.v[j]!, p.shape);
+      expect(p.name, p.data, p.shape);
+      if (moments) {
+        expect(`adam.m.${p.name}`, optimizer.m[j]!, p.shape);
+        expect(`adam.v.${p.name}`, optimizer.v[j]!, p.shape);
       }
     });
-    if (optimizer) optimizer.t = Number(reader.metadata.adam_t);
+    reader.readAllF32((name) => into.get(name)); // one pass, checksum included
+    if (moments) optimizer.t = Number(reader.metadata.adam_t);
     return step;
   } finally {
     reader.close();

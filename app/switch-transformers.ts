@@ -187,10 +187,11 @@ export class HfCheckpoint {
     return reader.tensors[name]!.shape;
   }
 
-  read(name: string): Float32Array {
+  /** A tensor as float32, into `into` when given. */
+  read(name: string, into?: Float32Array): Float32Array {
     const reader = this.where.get(name);
     if (!reader) throw new Error(`${this.dir}: missing tensor ${name}`);
-    return reader.readF32(name);
+    return reader.readF32(name, into);
   }
 
   close(): void {
@@ -218,15 +219,30 @@ export function loadHfWeights(c: T5Config, params: Param[], ckpt: HfCheckpoint):
     throw new Error(`${ckpt.dir}: the checkpoint does not match its config.json: ${shown}`);
   }
   const used = new Set(plan.flatMap(({ sources }) => sources.map((s) => s.hf)));
+  // Two reusable buffers for the transposed tensors: fresh ones per tensor cost page faults by the gigabyte.
+  const largest = Math.max(...plan.flatMap(({ sources }) => sources.map((s) => s.shape.reduce((a, b) => a * b, 1))));
+  const read = new Float32Array(largest), turned = new Float32Array(largest);
   for (const { p, sources } of plan) {
     for (const s of sources) {
-      const values = ckpt.read(s.hf);
-      if (!s.transpose) { p.data.set(values, s.at); continue; }
-      const [rows, cols] = s.shape as [number, number];
-      for (let r = 0; r < rows; r++) for (let col = 0; col < cols; col++) p.data[s.at + col * rows + r] = values[r * cols + col]!;
+      const n = s.shape.reduce((a, b) => a * b, 1);
+      if (!s.transpose) { ckpt.read(s.hf, p.data.subarray(s.at, s.at + n)); continue; }
+      ckpt.read(s.hf, read.subarray(0, n));
+      transpose(read, s.shape[0]!, s.shape[1]!, turned);
+      p.data.set(turned.subarray(0, n), s.at);
     }
   }
   // Tied aliases of shared.weight and the cross-attention position bias old T5 checkpoints carry are expected extras.
   const expected = (n: string) => SHARED_ALIASES.includes(n) || /^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$/.test(n);
   return { unused: ckpt.names.filter((n) => !used.has(n) && !expected(n)) };
+}
+
+/** [rows × cols] → [cols × rows] into `out`, in 64 × 64 tiles so that both sides stay in cache. */
+function transpose(a: Float32Array, rows: number, cols: number, out: Float32Array): void {
+  const tile = 64;
+  for (let r0 = 0; r0 < rows; r0 += tile) {
+    for (let c0 = 0; c0 < cols; c0 += tile) {
+      const r1 = Math.min(rows, r0 + tile), c1 = Math.min(cols, c0 + tile);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = a[r * cols + c]!;
+    }
+  }
 }

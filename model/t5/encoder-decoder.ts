@@ -298,7 +298,7 @@ export class EncoderDecoder {
   private param(name: string, shape: number[], decay: boolean, fill = 0): Param {
     const size = shape.reduce((a, b) => a * b, 1);
     const p: Param = {
-      name, shape, decay, data: this.kernels.allocF32(size).fill(fill), grad: this.gradients ? this.kernels.allocF32(size).fill(0) : NONE,
+      name, shape, decay, data: fill === 0 ? this.kernels.allocF32(size) : this.kernels.allocF32(size).fill(fill), grad: this.gradients ? this.kernels.allocF32(size).fill(0) : NONE,
     };
     this.params.push(p);
     return p;

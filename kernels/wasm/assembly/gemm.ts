@@ -6,6 +6,7 @@
 // arrays whatever the form, and the transposed forms cost only a different packing.
 //
 // All pointers are byte offsets into the (shared) memory; nothing here allocates.
+import { THIN_ROWS, gemmThin } from './gemm-thin';
 
 export const FORM_NN: i32 = 0; // A[m×k] · B[k×n]
 export const FORM_NT: i32 = 1; // A[m×k] · B[n×k]ᵀ
@@ -192,6 +193,8 @@ export function gemm(
     if (!accumulate) for (let i = 0; i < m; i++) memory.fill(c + <usize>(i * ldc * 4), 0, <usize>(n * 4));
     return;
   }
+  // A few rows: op(B) read in place, the same sums in the same order (gemm-thin.ts).
+  if (m <= THIN_ROWS) { gemmThin(m, n, k, a, asi, asp, b, ldb, form == FORM_NT, c, ldc, accumulate, scratch); return; }
   const packedB = scratch;
   const packedA = scratch + <usize>PACK_B_BYTES;
   const tile = packedA + <usize>PACK_A_BYTES;
