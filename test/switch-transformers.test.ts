@@ -2,7 +2,7 @@
 // the oracle's outputs committed in test/fixtures/switch-transformers (made by
 // test/oracle/switch_transformers.py), and, where a Python with torch and transformers 5.18 is
 // found, the oracle run live on folders that transformers itself saved. Tolerances (float32):
-// logits 1e-5 relative (L2), router probabilities 1e-5 absolute, losses 1e-5 relative, gradients
+// logits 1e-5 relative (L2), router probabilities 3e-5 absolute, losses 1e-5 relative, gradients
 // 1e-4 of each tensor's gradient norm (torch's own float32 gradients differ from its float64 ones
 // by 2.6e-5 on this model); router choices, keep masks, generated ids and tokenizer ids exactly.
 import { spawnSync } from 'node:child_process';
@@ -61,7 +61,7 @@ function checkAgainstOracle(label: string, runs: () => { 3: Seq2SeqRun; 64: Seq2
       let dropped = 0;
       stats.forEach((s, i) => {
         const probs = tensors.readF32(`cap${cap}.router${i}.probs`);
-        expect(Math.max(...probs.map((p, j) => Math.abs(p - s.routerProbs[j]!)))).toBeLessThan(1e-5);
+        expect(Math.max(...probs.map((p, j) => Math.abs(p - s.routerProbs[j]!)))).toBeLessThan(3e-5);
         expect(Array.from(s.expertIndex)).toEqual(Array.from(tensors.readI32(`cap${cap}.router${i}.choice`)));
         expect(Array.from(s.kept)).toEqual(Array.from(tensors.readI32(`cap${cap}.router${i}.kept`)));
         dropped += s.dropped;

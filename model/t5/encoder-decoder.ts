@@ -200,7 +200,7 @@ export class EncoderDecoder {
     }
     const losses = (s: StackCache, stack: Stack): StackLosses => ({
       zLoss: s.stats.reduce((sum, x) => sum + x.zLoss, 0),
-      auxLoss: this.poolAuxLoss(stack, s),
+      auxLoss: this.poolAuxLoss(stack, s, keep),
     });
     const enc = losses(encoder, this.encoder), dec = losses(decoder, this.decoder);
     if (keep) this.cache = { batch, encoder, decoder, headIn, ...(dLogits && { dLogits }) };
@@ -457,10 +457,11 @@ export class EncoderDecoder {
   /**
    * transformers' load-balancing loss of a stack: its sparse blocks' router outputs concatenated
    * per sequence, aux = α · E / B · Σ_b Σ_e f_be · P_be, f_be the fraction of sequence b's tokens
-   * (of every sparse block) whose top choice is e, P_be their mean probability of e. Also keeps
-   * each block's d aux / d probs (f is a constant): α · E · N_be / (B · (S·L)²), N_be the count.
+   * (of every sparse block) whose top choice is e, P_be their mean probability of e. With `keep`
+   * (a training forward), also each block's d aux / d probs (f is a constant): α · E · N_be / (B · (S·L)²),
+   * N_be the count.
    */
-  private poolAuxLoss(stack: Stack, s: StackCache): number {
+  private poolAuxLoss(stack: Stack, s: StackCache, keep: boolean): number {
     const L = s.stats.length;
     if (L === 0 || !hasRouterLosses(stack.step)) return 0;
     const E = this.config.numExperts, B = s.batch, S = s.length, tokens = S * L;
@@ -475,7 +476,7 @@ export class EncoderDecoder {
     let sum = 0;
     for (let i = 0; i < B * E; i++) sum += (count[i]! / tokens) * (probs[i]! / tokens);
     const alpha = this.config.auxLossCoef;
-    if (this.gradients && alpha > 0) {
+    if (keep && alpha > 0) {
       const grad = new Float32Array(B * S * E);
       for (let t = 0; t < B * S; t++) {
         const b = Math.floor(t / S);
