@@ -154,7 +154,8 @@ export class EncoderDecoder {
   private cache?: { batch: Seq2SeqBatch; encoder: StackCache; decoder: StackCache; headIn: Float32Array; dLogits?: Float32Array };
 
   /**
-   * Parameters start at zero: the caller loads them. `switchFactory` makes the Switch layers and
+   * The parameters hold nothing meaningful until the caller loads every one (a Hugging Face
+   * checkpoint, or a run's): nothing is drawn at random. `switchFactory` makes the Switch layers and
    * `shardRunner` runs the dense FFNs' shards (default: both in this thread; the fine-tuner passes
    * the engine's). `gradients: false` allocates no gradient arrays (inference).
    */
@@ -173,7 +174,7 @@ export class EncoderDecoder {
       return {
         name, blocks, step, bidirectional: name === 'encoder',
         bias: this.param(`${name}.relative_attention_bias`, [config.buckets, config.heads], false),
-        finalNorm: this.param(`${name}.final_norm`, [config.dModel], false, 1),
+        finalNorm: this.param(`${name}.final_norm`, [config.dModel], false),
       };
     };
     this.encoder = stack('encoder', config.encoderLayers, config.encoderSparseStep);
@@ -185,6 +186,7 @@ export class EncoderDecoder {
     this.checkBatch(batch);
     const training = options.training ?? false, step = options.step ?? 0;
     this.ws.release();
+    this.cache = undefined; // its arrays were in the workspace
     const keep = training && this.gradients;
     const encoder = await this.stackForward(this.encoder, batch.inputs, batch.batch, batch.inputLength, batch.inputMask, undefined, training, step, keep);
     const decoder = await this.stackForward(this.decoder, batch.decoderInputs, batch.batch, batch.targetLength, batch.inputMask,
@@ -195,7 +197,7 @@ export class EncoderDecoder {
     let ce = NaN;
     let dLogits: Float32Array | undefined;
     if (batch.labels) {
-      dLogits = this.ws.f32(rows * this.config.vocabSize);
+      if (keep) dLogits = this.ws.f32(rows * this.config.vocabSize);
       ce = maskedCrossEntropy(this.kernels, this.ws, logits, batch.labels, rows, this.config.vocabSize, dLogits);
     }
     const losses = (s: StackCache, stack: Stack): StackLosses => ({
@@ -214,6 +216,7 @@ export class EncoderDecoder {
   /** Gradients of the last training forward's loss into every parameter's grad (zeroed first). */
   async backward(): Promise<void> {
     const c = this.cache;
+    if (!this.gradients) throw new Error('switch-transformers: the model was built without gradients (inference); backward is not available');
     if (!c?.dLogits) throw new Error('switch-transformers: backward needs a training forward with labels first');
     const { dModel: d, vocabSize: V } = this.config;
     const kernels = this.kernels, ws = this.ws;
@@ -230,7 +233,7 @@ export class EncoderDecoder {
     await this.stackBackward(this.encoder, c.encoder, dEncoder);
   }
 
-  /** The encoder's output for a batch of inputs (no gradients kept), for decoding. */
+  /** The encoder's output for a batch of inputs (no gradients kept), for startDecoding; valid until the next forward, encode or decodeStep. */
   async encode(inputs: Int32Array, inputMask: Uint8Array, batch: number, length: number): Promise<Float32Array> {
     this.ws.release();
     const out = await this.stackForward(this.encoder, inputs, batch, length, inputMask, undefined, false, 0, false);
@@ -295,11 +298,9 @@ export class EncoderDecoder {
     for (const stack of [this.encoder, this.decoder]) for (const b of stack.blocks) await b.moe?.dispose();
   }
 
-  private param(name: string, shape: number[], decay: boolean, fill = 0): Param {
+  private param(name: string, shape: number[], decay: boolean): Param {
     const size = shape.reduce((a, b) => a * b, 1);
-    const p: Param = {
-      name, shape, decay, data: fill === 0 ? this.kernels.allocF32(size) : this.kernels.allocF32(size).fill(fill), grad: this.gradients ? this.kernels.allocF32(size).fill(0) : NONE,
-    };
+    const p: Param = { name, shape, decay, data: this.kernels.allocF32(size), grad: this.gradients ? this.kernels.allocF32(size).fill(0) : NONE };
     this.params.push(p);
     return p;
   }
@@ -313,10 +314,10 @@ export class EncoderDecoder {
 
   private block(stack: 'encoder' | 'decoder', i: number, step: number, sparse: number, makeSwitch: T5SwitchFactory, seed: number): Block {
     const c = this.config, d = c.dModel, f = c.dFF, at = `${stack}.blocks.${i}`;
-    const selfNorm = this.param(`${at}.self_attn_norm`, [d], false, 1);
+    const selfNorm = this.param(`${at}.self_attn_norm`, [d], false);
     const self = this.attention(`${at}.self_attn`);
-    const cross = stack === 'decoder' ? { norm: this.param(`${at}.cross_attn_norm`, [d], false, 1), ...this.attention(`${at}.cross_attn`) } : undefined;
-    const ffNorm = this.param(`${at}.ff_norm`, [d], false, 1);
+    const cross = stack === 'decoder' ? { norm: this.param(`${at}.cross_attn_norm`, [d], false), ...this.attention(`${at}.cross_attn`) } : undefined;
+    const ffNorm = this.param(`${at}.ff_norm`, [d], false);
     const block: Block = { index: i, selfNorm, self: self.w, selfGrad: self.g, ...(cross && { cross }), ffNorm };
     if (!isSparseBlock(step, i)) {
       const wi = this.param(`${at}.ff.wi`, [d, f], true), wo = this.param(`${at}.ff.wo`, [f, d], true);
@@ -524,9 +525,9 @@ export class EncoderDecoder {
   }
 }
 
-/** Mean cross-entropy over the rows whose label is not −100; d loss / d logits into dLogits (zero on ignored rows). */
+/** Mean cross-entropy over the rows whose label is not −100; d loss / d logits into dLogits when given (zero on ignored rows). */
 function maskedCrossEntropy(kernels: Kernels, ws: Workspace, logits: Float32Array, labels: Int32Array, rows: number, V: number,
-  dLogits: Float32Array): number {
+  dLogits?: Float32Array): number {
   const kept = Int32Array.from({ length: rows }, (_, r) => r).filter((r) => labels[r] !== IGNORE);
   const n = kept.length;
   if (n === 0) return NaN; // transformers' mean over no labels is NaN too
@@ -536,6 +537,6 @@ function maskedCrossEntropy(kernels: Kernels, ws: Workspace, logits: Float32Arra
   for (let i = 0; i < n; i++) targets[i] = labels[kept[i]!]!;
   kernels.gatherRows(logits, index, n, V, picked);
   const loss = crossEntropy(kernels, picked, targets, n, V, picked, ws.scratch(n));
-  kernels.scatterRows(picked, index, n, V, dLogits);
+  if (dLogits) kernels.scatterRows(picked, index, n, V, dLogits);
   return loss;
 }
