@@ -329,3 +329,48 @@ describe('the commands on an imported run, and fine-tuning', () => {
     await expect(finetune({ from: big, data: pairsFile(3), out: scratch() })).rejects.toThrow(/619,339,008 parameters need 9.91 GB for fine-tuning/);
   });
 });
+
+describe('the Switch layer\'s options for transformers\' semantics', () => {
+  const layerKernels = createKernels();
+  const options = { dModel: 8, dFF: 16, numExperts: 4, fixedCapacity: 2, auxLossCoef: 0, zLossCoef: 0 };
+
+  it('groupSize routes each group as its own call would, with a fixed capacity per group', async () => {
+    const { SwitchLayer } = await import('../model/switch-layer.js');
+    const { Rng } = await import('../model/rng.js');
+    const layer = new SwitchLayer(layerKernels, options, { seed: 3 });
+    const x = new Rng('groups').fillNormal(new Float32Array(2 * 6 * 8));
+    const whole = layer.forward(x, 12, { groupSize: 6 });
+    const y = Float32Array.from(whole.y), kept = Array.from(whole.stats.kept);
+    expect(whole.stats.capacity).toBe(2);
+    expect(whole.stats.dropped).toBeGreaterThan(0);
+    for (const g of [0, 1]) {
+      const part = layer.forward(x.subarray(g * 48, (g + 1) * 48), 6);
+      expect(Array.from(part.y)).toEqual(Array.from(y.subarray(g * 48, (g + 1) * 48)));
+      expect(Array.from(part.stats.kept)).toEqual(kept.slice(g * 6, (g + 1) * 6));
+    }
+    expect(() => layer.forward(x, 12, { groupSize: 5 })).toThrow(/12 tokens are not a whole number of groups of 5/);
+    layer.dispose();
+  });
+
+  it('auxGrad adds the gradient of Σ auxGrad · probs (finite differences on the router weight)', async () => {
+    const { SwitchLayer } = await import('../model/switch-layer.js');
+    const { Rng } = await import('../model/rng.js');
+    const layer = new SwitchLayer(layerKernels, options, { seed: 4 });
+    const T = 10, E = 4, rng = new Rng('aux');
+    const x = rng.fillNormal(new Float32Array(T * 8)), dy = rng.fillNormal(new Float32Array(T * 8)), G = rng.fillNormal(new Float32Array(T * E));
+    const routerGrad = (aux?: Float32Array) => { layer.forward(x, T); layer.backward(dy, aux); return Float64Array.from(layer.grads.router); };
+    const withAux = routerGrad(G), without = routerGrad();
+    const extra = withAux.map((v, i) => v - without[i]!);
+    const w = Float32Array.from(layer.weights.router), direction = rng.fillNormal(new Float32Array(w.length)), eps = 1e-2;
+    const f = (sign: number) => {
+      layer.weights.router.set(w.map((v, i) => v + sign * eps * direction[i]!));
+      const p = layer.forward(x, T).stats.routerProbs;
+      return p.reduce((sum, v, i) => sum + v * G[i]!, 0);
+    };
+    const numeric = (f(1) - f(-1)) / (2 * eps);
+    layer.weights.router.set(w);
+    const analytic = extra.reduce((sum, v, i) => sum + v * direction[i]!, 0);
+    expect(Math.abs(analytic - numeric) / Math.abs(numeric)).toBeLessThan(1e-3);
+    layer.dispose();
+  });
+});
