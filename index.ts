@@ -24,6 +24,12 @@ export type { InferenceOptions } from './app/batcher.js';
 export { type Inference, TokenStream, generateBatch } from './app/inference.js';
 export { createInference, type ModelInfo, type ThreadInference } from './app/inference-thread.js';
 export { serve, type ServeOptions, type Server } from './app/serve.js';
+// Google's Switch Transformers (encoder-decoder) from Hugging Face folders.
+export { importSwitchTransformers, openSeq2SeqRun, type Seq2SeqRun } from './app/seq2seq-run.js';
+export { generateText, generateIds, type Seq2SeqSampling } from './app/seq2seq-generate.js';
+export { pairsLoss } from './app/seq2seq-eval.js';
+export { finetune, type FinetuneOptions, type FinetuneStep } from './app/finetune.js';
+export { EncoderDecoder } from './model/t5/encoder-decoder.js';
 
 /** A trained model from its run folder (Switch layers in this thread). */
 export function loadRun(dir: string): LoadedRun {

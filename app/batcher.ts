@@ -8,6 +8,7 @@
 // thread. A sequence's tokens do not depend on who shares its steps: the model computes each row
 // apart (dropless routing, test/kv-cache.test.ts), and each draw is keyed by (seed, token index).
 import { isSparseLayer } from '../model/config.js';
+import { Rng } from '../model/rng.js';
 import type { KvCache } from '../model/kv-cache.js';
 import type { ForwardOptions, SwitchStats } from '../model/switch-layer.js';
 import type { InferenceStep, Transformer } from '../model/transformer.js';
@@ -168,7 +169,7 @@ class Sequence {
       this.emit(this.tokens[this.tokens.length - 1]!, out.routing[out.routing.length - 1]!);
     }
     if (this.generated === r.maxTokens) return this.finish('length');
-    const id = pick(out.logits, r, this.generated);
+    const id = pick(out.logits, r, new Rng(r.seed, 'sample', this.generated));
     this.tokens.push(id);
     this.generated++;
     // With routing asked for, a token goes out once it has been fed, which is when its routing is known.

@@ -5,12 +5,17 @@ import { basename, dirname, join } from 'node:path';
 
 /** Replaces `path` so that a crash or error leaves either the old file or the new one, never a mix. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+  writeFileAtomicWith(path, (fd) => writeFileSync(fd, data));
+}
+
+/** writeFileAtomic for a file written in parts: `write` gets the new file's descriptor. */
+export function writeFileAtomicWith(path: string, write: (fd: number) => void): void {
   const dir = dirname(path);
   const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
     fd = openSync(temp, 'wx');
-    writeFileSync(fd, data);
+    write(fd);
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;

@@ -100,10 +100,10 @@ export function prepareRequest(r: GenerationRequest, tokenizer: Tokenizer, conte
   };
 }
 
-/** The i-th new token from its logits: argmax at temperature 0, else a draw keyed by (seed, i) among the top k. */
-export function pick(logits: Float32Array, o: Pick<SampleOptions, 'temperature' | 'topK' | 'seed'>, i: number): number {
+/** The next token: the most likely at temperature 0 (ties: the lower id), else drawn with `rng` from the top k at the temperature. */
+export function pick(logits: Float32Array, o: Pick<SampleOptions, 'temperature' | 'topK'>, rng: Rng): number {
   if (o.temperature === 0) {
-    let best = 0; // ties: the lower id, as a stable sort would order them
+    let best = 0;
     for (let t = 1; t < logits.length; t++) if (logits[t]! > logits[best]!) best = t;
     return best;
   }
@@ -111,7 +111,7 @@ export function pick(logits: Float32Array, o: Pick<SampleOptions, 'temperature' 
   const kept = o.topK > 0 ? order.slice(0, o.topK) : order;
   const max = logits[kept[0]!]!;
   const weights = kept.map((t) => Math.exp((logits[t]! - max) / o.temperature));
-  let r = new Rng(o.seed, 'sample', i).uniform() * weights.reduce((a, b) => a + b, 0);
+  let r = rng.uniform() * weights.reduce((a, b) => a + b, 0);
   for (let j = 0; j < kept.length; j++) {
     r -= weights[j]!;
     if (r < 0) return kept[j]!;

@@ -38,6 +38,17 @@ export function writeRunConfig(dir: string, c: RunConfig): void {
   writeFileAtomic(runFiles(dir).config, JSON.stringify({ checksum: checksumOf(c), ...c }, null, 2) + '\n'); // first, so deleting its line leaves valid JSON
 }
 
+/** What a run folder holds: our language model, or an imported encoder-decoder (config.json's "kind"). */
+export function runKind(dir: string): 'language-model' | 'switch-transformers' {
+  const file = runFiles(dir).config;
+  if (!existsSync(file)) throw new Error(`${dir}: not a run folder (no config.json)`);
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { kind?: string }).kind === 'switch-transformers' ? 'switch-transformers' : 'language-model';
+  } catch (cause) {
+    throw new Error(`${file}: not valid JSON (${(cause as Error).message})`, { cause });
+  }
+}
+
 export function readRunConfig(dir: string): RunConfig {
   const file = runFiles(dir).config;
   if (!existsSync(file)) throw new Error(`${dir}: not a run folder (no config.json)`);

@@ -22,6 +22,11 @@ import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 import { DEFAULT_CHECKPOINT_EVERY, type PresetName } from '../app/train.js';
 import { flagParser } from '../app/options.js';
+import { runKind } from '../app/run-folder.js';
+import { isSwitchTransformersFolder } from '../app/switch-transformers.js';
+
+/** The switch-transformers commands, loaded when used: the tokenizers library's native module takes a second to load. */
+const seq2seq = () => import('./switch-transformers.js');
 
 const program = new Command('switchyard')
   .description('Switch Transformers (sparse mixture-of-experts) on Node.js')
@@ -108,10 +113,14 @@ program
 
 program
   .command('eval')
-  .description("a run's validation loss and perplexity")
+  .description("a run's validation loss and perplexity; for a switch-transformers run, the loss on --data pairs")
   .requiredOption('--run <dir>', 'the run folder')
-  .option('--data <file>', 'the run\'s corpus, where it is not at the path the run recorded')
-  .action(async (o: { run: string; data?: string }) => {
+  .option('--data <file>', 'the run\'s corpus, where it is not at the path the run recorded; for a switch-transformers run, a JSONL file of '
+    + '{"input", "target"} lines (the loss is the mean cross-entropy over every target token)')
+  .option('--json', 'switch-transformers runs: print {loss, perplexity, tokens, pairs, step} as JSON')
+  .action(async (o: { run: string; data?: string; json?: boolean }) => {
+    if (runKind(o.run) === 'switch-transformers') return (await seq2seq()).evalCommand(o.run, o);
+    if (o.json) throw new InvalidArgumentError('--json is for switch-transformers runs');
     const run = loadRun(o.run);
     const r = await evaluateRun(run, o.data === undefined ? {} : { data: o.data });
     console.log(`step ${r.step}: validation loss ${r.valLoss.toFixed(4)}, perplexity ${r.perplexity.toFixed(3)}`);
@@ -120,21 +129,28 @@ program
 
 program
   .command('generate')
-  .description('text from a trained run, printed as it is generated')
+  .description('text from a trained run, printed as it is generated; a switch-transformers run answers its prompt '
+    + '(span filling: "The <extra_id_0> walks in <extra_id_1> park .")')
   .requiredOption('--run <dir>', 'the run folder')
-  .option('--prompt <text>', 'text to continue', '')
-  .option('--tokens <n>', 'tokens to generate', integer(0), 300)
-  .option('--temperature <x>', 'sampling temperature; 0 always takes the most likely token', number((n) => n >= 0, 'a number ≥ 0'), 0.8)
-  .option('--top-k <n>', 'sample among the k most likely tokens; 0 = all', integer(0), 40)
+  .option('--prompt <text>', 'text to continue (switch-transformers: the encoder\'s input)', '')
+  .option('--tokens <n>', 'tokens to generate (default: 300; switch-transformers: 32, stopping at </s>)', integer(0))
+  .option('--temperature <x>', 'sampling temperature; 0 always takes the most likely token (default: 0.8; switch-transformers: 0, transformers\' greedy generate)',
+    number((n) => n >= 0, 'a number ≥ 0'))
+  .option('--top-k <n>', 'sample among the k most likely tokens; 0 = all (default: 40; switch-transformers: 0)', integer(0))
   .option('--seed <n>', 'seed of the sampling', integer(0), 1)
   .addOption(new Option('--at-context <policy>', "when the model's context is full: stop, or slide the window on (keeping its last half)")
     .choices(['stop', 'slide']).default('stop'))
-  .option('--no-cache', 'recompute the whole window for every token instead of keeping keys and values (the reference path; slower)')
+  .option('--no-cache', 'recompute the whole window for every token instead of keeping keys and values (the reference path; slower); '
+    + 'switch-transformers: recompute the decoder\'s prefix every step, so its Switch layers drop tokens over capacity (transformers\' generate(use_cache=False))')
   .addOption(new Option('--capacity <mode>', 'expert capacity while generating: dropless (every token reaches its expert), or configured '
     + '(the model\'s capacity factor over each step\'s tokens; docs/inference.md)').choices(['dropless', 'configured']).default('dropless'))
   .option('--show-experts', 'colour each token by the expert it went to (a terminal; else a listing), and routing in --json')
-  .option('--json', 'print one JSON object at the end: prompt_ids, ids, text, finish_reason (and the routing with --show-experts)')
-  .action((o: GenerateCommand) => generateCommand(o));
+  .option('--json', 'print one JSON object at the end: prompt_ids, ids, text, finish_reason (and the routing with --show-experts); '
+    + 'switch-transformers: the new {ids, text}')
+  .action(async (o: Omit<GenerateCommand, 'tokens' | 'temperature' | 'topK'> & { tokens?: number; temperature?: number; topK?: number }) => {
+    if (runKind(o.run) === 'switch-transformers') return (await seq2seq()).generateCommand(o.run, { ...o, cache: o.cache !== false });
+    return generateCommand({ ...o, tokens: o.tokens ?? 300, temperature: o.temperature ?? 0.8, topK: o.topK ?? 40 });
+  });
 
 program
   .command('serve')
@@ -190,13 +206,45 @@ program
 
 program
   .command('import')
-  .description('read a Hugging Face Qwen2-MoE folder into a run folder (for eval, generate, train --resume)')
-  .requiredOption('--from <dir>', 'the Qwen2-MoE folder')
+  .description('read a Hugging Face folder into a run folder: Qwen2-MoE (for eval, generate, train --resume) or Switch Transformers '
+    + '(google/switch-base-8 and kin: for eval --data, generate, finetune)')
+  .requiredOption('--from <dir>', 'the Hugging Face folder (config.json, safetensors, tokenizer.json)')
   .requiredOption('--out <dir>', 'the run folder to write')
-  .action(async (o: { from: string; out: string }) => {
+  .addOption(new Option('--format <name>', 'checkpoint format (default: from config.json\'s model_type)').choices(['qwen2-moe', 'switch-transformers']))
+  .action(async (o: { from: string; out: string; format?: string }) => {
+    if ((o.format ?? (isSwitchTransformersFolder(o.from) ? 'switch-transformers' : 'qwen2-moe')) === 'switch-transformers') {
+      return (await seq2seq()).importCommand(o.from, o.out);
+    }
     const notes = await importRun(o.from, o.out, createKernels());
     console.log(`wrote ${o.out}: config.json, checkpoint.safetensors (step 0)`);
     for (const note of notes) console.log(`  ${note}`);
+  });
+
+program
+  .command('finetune')
+  .description('fine-tune an imported switch-transformers run on {"input", "target"} pairs (checkpoints, log.jsonl, --resume as train)')
+  .option('--from <dir>', 'the run to start from (switchyard import --format switch-transformers)')
+  .option('--data <file>', 'a JSONL file of {"input", "target"} lines; every tenth is held out for validation (with ten or more)')
+  .requiredOption('--out <dir>', 'the run folder to write, or to resume')
+  .option('--resume', 'continue the run in --out from its checkpoint')
+  .option('--steps <n>', 'training steps (default 100)', integer(1))
+  .option('--batch <n>', 'pairs per step (default 8)', integer(1))
+  .option('--lr <x>', 'learning rate (default 1e-4, after 10 warm-up steps)', number((n) => n > 0, 'a number > 0'))
+  .option('--eval-every <n>', 'steps between validations and checkpoints (default 50)', integer(1))
+  .option('--seed <n>', 'seed of the batches and the router jitter', integer(0))
+  .option('--workers <n>', `worker threads for the experts and dense FFNs; 0 computes in the main thread (default: ${availableParallelism()})`, integer(0))
+  .action(async (o: { from?: string; data?: string; out: string; resume?: boolean; steps?: number; batch?: number; lr?: number; evalEvery?: number;
+    seed?: number; workers?: number }) => {
+    if (o.resume && (o.from || o.data)) throw new InvalidArgumentError('--resume continues --out with its own weights and data; drop --from and --data');
+    await (await seq2seq()).finetuneCommand({
+      out: o.out, ...(o.from && { from: o.from }), ...(o.data && { data: o.data }), ...(o.resume && { resume: true }),
+      ...(o.workers !== undefined && { workers: o.workers }),
+      train: {
+        ...(o.steps !== undefined && { steps: o.steps }), ...(o.batch !== undefined && { batch: o.batch }),
+        ...(o.lr !== undefined && { learningRate: o.lr, minLearningRate: o.lr }), ...(o.evalEvery !== undefined && { evalEvery: o.evalEvery }),
+        ...(o.seed !== undefined && { seed: o.seed }),
+      },
+    });
   });
 
 program

@@ -35,6 +35,8 @@ export interface EngineOptions extends SwitchLayerOptions {
   calibration?: CalibrationStore;
   seed?: number;
   layerIndex?: number;
+  /** False: the weights will be set by the caller (a loaded checkpoint); skips the random initialization. */
+  initialize?: boolean;
   /** Re-place experts on workers from the observed load every N steps (0: never). Default 1. */
   rebalanceEvery?: number;
   /** A worker that does not answer within this many milliseconds fails the step. Default 120 000. */
@@ -96,12 +98,14 @@ export class SwitchEngine {
 
   constructor(options: EngineOptions) {
     const {
-      workers = availableParallelism(), backend = 'wasm', gpujsMode, calibration, seed, layerIndex, rebalanceEvery = 1, timeoutMs = 120_000, variant,
-      workerScript, shared, ...layerOptions
+      workers = availableParallelism(), backend = 'wasm', gpujsMode, calibration, seed, layerIndex, initialize, rebalanceEvery = 1, timeoutMs = 120_000,
+      variant, workerScript, shared, ...layerOptions
     } = options;
     this.ownsPool = !shared;
     this.kernels = shared?.kernels ?? new WasmKernels(new Arena(), variant ?? fastestVariant());
-    this.layer = new SwitchLayer(this.kernels, layerOptions, { ...(seed !== undefined && { seed }), ...(layerIndex !== undefined && { layerIndex }) });
+    this.layer = new SwitchLayer(this.kernels, layerOptions, {
+      ...(seed !== undefined && { seed }), ...(layerIndex !== undefined && { layerIndex }), ...(initialize !== undefined && { initialize }),
+    });
     const start = (pool: WorkerPool) => {
       this.pool = pool;
       this.placement = new Placement(this.layer.config.numExperts, pool.size, rebalanceEvery, pool.speeds);
@@ -141,10 +145,10 @@ export class SwitchEngine {
     return out;
   }
 
-  /** d loss / d x; the weight gradients land in `grads`. */
-  async backward(dy: ArrayLike<number>): Promise<Float32Array> {
+  /** d loss / d x; the weight gradients land in `grads`. `auxGrad`: as SwitchLayer.backward's. */
+  async backward(dy: ArrayLike<number>, auxGrad?: ArrayLike<number>): Promise<Float32Array> {
     if (!this.forwardPlan) throw new Error('switch layer: backward called before forward');
-    const plan = this.layer.beginBackward(dy);
+    const plan = this.layer.beginBackward(dy, auxGrad);
     await this.dispatch('backward', this.forwardPlan, plan);
     const dx = this.layer.endBackward();
     this.finishTiming();

@@ -23,6 +23,11 @@ export interface SwitchLayerConfig {
   routerJitter: number;
   /** Dropout rate on the experts' hidden layer; training only. */
   expertDropout: number;
+  /**
+   * Slots per expert per group of tokens (ForwardOptions.groupSize), fixed, in place of the
+   * capacity factor: transformers' SwitchTransformers `expert_capacity`. null: from capacityFactor.
+   */
+  fixedCapacity: number | null;
 }
 
 export const SWITCH_LAYER_DEFAULTS = {
@@ -34,6 +39,7 @@ export const SWITCH_LAYER_DEFAULTS = {
   normalizeTopK: true,
   routerJitter: 0,
   expertDropout: 0,
+  fixedCapacity: null,
 } as const satisfies Partial<SwitchLayerConfig>;
 
 export type SwitchLayerOptions = Pick<SwitchLayerConfig, 'dModel' | 'dFF' | 'numExperts'> & Partial<SwitchLayerConfig>;
@@ -71,11 +77,18 @@ export function switchLayerConfig(options: SwitchLayerOptions): SwitchLayerConfi
   inRange('routerJitter', 0, 1, true);
   inRange('expertDropout', 0, 1, true);
   if (typeof c.normalizeTopK !== 'boolean') throw new TypeError(`switch layer: normalizeTopK must be true or false`);
+  if (c.fixedCapacity !== null && !(Number.isInteger(c.fixedCapacity) && c.fixedCapacity > 0)) {
+    throw new RangeError(`switch layer: fixedCapacity must be a positive integer or null, got ${String(c.fixedCapacity)}`);
+  }
   return c;
 }
 
-/** C = max(1, ceil(cf · k · T / E)); dropless: k · T. Evaluated in this order, as SPEC writes it. */
+/**
+ * Slots per expert in a group of `tokens`: C = max(1, ceil(cf · k · T / E)), evaluated in this
+ * order as SPEC writes it; dropless: k · T; or the fixed capacity where one is given.
+ */
 export function expertCapacity(c: SwitchLayerConfig, tokens: number): number {
+  if (c.fixedCapacity !== null) return c.fixedCapacity;
   if (c.capacityFactor === null) return c.topK * tokens;
   return Math.max(1, Math.ceil((c.capacityFactor * c.topK * tokens) / c.numExperts));
 }

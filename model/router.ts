@@ -37,10 +37,11 @@ export interface Routing {
 
 /**
  * Routes T tokens given their router input `xr` [T×d] (the clean x, or x with jitter) and the
- * router weight [d×E].
+ * router weight [d×E]. Capacity is counted per group of `group` consecutive tokens (default: one
+ * group of T).
  */
 export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tokens: number,
-  routerWeight: Float32Array): Routing {
+  routerWeight: Float32Array, group = tokens): Routing {
   const { numExperts: E, topK: k, dModel: d } = c;
   const T = tokens;
   const kernels = ws.kernels;
@@ -73,15 +74,18 @@ export function route(ws: Workspace, c: SwitchLayerConfig, xr: Float32Array, tok
     if (k > 1 && c.normalizeTopK) for (let j = 0; j < k; j++) gates[t * k + j] = gates[t * k + j]! / sum;
   }
 
-  // Capacity: all first choices in token order, then all second choices, and so on.
-  const capacity = expertCapacity(c, T);
+  // Capacity, counted per group of tokens: all first choices in token order, then all second
+  // choices, and so on.
+  if (!Number.isInteger(group) || group <= 0 || T % group !== 0) throw new RangeError(`switch layer: ${T} tokens are not a whole number of groups of ${group}`);
+  const capacity = expertCapacity(c, group);
   const kept = new Uint8Array(T * k);
   const keptPerExpert = new Int32Array(E);
+  const keptInGroup = new Int32Array((T / group) * E);
   let dropped = 0;
   for (let j = 0; j < k; j++) {
     for (let t = 0; t < T; t++) {
-      const e = expertIndex[t * k + j]!;
-      if (keptPerExpert[e]! < capacity) { kept[t * k + j] = 1; keptPerExpert[e]!++; } else dropped++;
+      const e = expertIndex[t * k + j]!, slot = Math.floor(t / group) * E + e;
+      if (keptInGroup[slot]! < capacity) { kept[t * k + j] = 1; keptInGroup[slot]!++; keptPerExpert[e]!++; } else dropped++;
     }
   }
   const offsets = new Int32Array(E + 1);
@@ -132,6 +136,11 @@ export interface RouterBackwardArrays {
   weight: Float32Array; // [d×E]
   jitter?: Float32Array; // [T×d], when the router saw x ⊙ jitter
   dGates: Float32Array; // [T×k] d loss / d gate, zero for dropped assignments
+  /**
+   * [T×E] d loss / d probs from a load-balancing loss the caller computes over several layers
+   * (transformers' SwitchTransformers pools a stack's sparse layers), added to the layer's own.
+   */
+  auxGrad?: Float32Array;
   dLogits: Float32Array; // [T×E] out
   dWeight: Float32Array; // [d×E] out (overwritten)
   dx: Float32Array; // [T×d] out: the router's share of d loss / d x
@@ -143,11 +152,12 @@ export interface RouterBackwardArrays {
  */
 export function routerBackward(kernels: Kernels, c: RouterConfig, T: number, a: RouterBackwardArrays): void {
   const { numExperts: E, topK: k, dModel: d } = c;
-  const { probs, lse, expertIndex, gates, tokensPerExpert, dGates, dLogits } = a;
+  const { probs, lse, expertIndex, gates, tokensPerExpert, dGates, dLogits, auxGrad } = a;
   const dProbs = new Float64Array(E);
   for (let t = 0; t < T; t++) {
     // aux = α·E·Σ_e f_e · mean_t p[t,e]  ⇒  ∂aux/∂p[t,e] = α·E·f_e / T.
     for (let e = 0; e < E; e++) dProbs[e] = (c.auxLossCoef * E * tokensPerExpert[e]!) / T / T;
+    if (auxGrad) for (let e = 0; e < E; e++) dProbs[e]! += auxGrad[t * E + e]!;
     if (k > 1 && c.normalizeTopK) {
       // g_j = p_j / S with S = Σ_chosen p  ⇒  ∂/∂p_j = (dg_j − Σ_l dg_l · g_l) / S.
       let sum = 0, dot = 0;

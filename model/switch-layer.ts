@@ -48,6 +48,11 @@ export interface ForwardOptions {
    * others share its step (docs/inference.md).
    */
   dropless?: boolean;
+  /**
+   * Capacity is counted per group of this many consecutive tokens: one sequence each, as
+   * transformers' SwitchTransformers routes. Default: the T tokens are one group.
+   */
+  groupSize?: number;
 }
 
 export interface SwitchLayerInit {
@@ -55,6 +60,10 @@ export interface SwitchLayerInit {
   seed?: number;
   /** This layer's index in a model, so each layer draws its own numbers. */
   layerIndex?: number;
+  /** False: the caller sets every weight (a loaded checkpoint), so the random initialization is skipped. Default true. */
+  initialize?: boolean;
+  /** False: no gradient arrays (inference only; backward then throws). Default true. */
+  gradients?: boolean;
 }
 
 /** One expert's share of a step: its tokens, their gates and slots, and its buffers. */
@@ -120,8 +129,8 @@ export class SwitchLayer {
     this.layerIndex = init.layerIndex ?? 0;
     this.ws = new Workspace(kernels);
     this.weights = this.allocWeights();
-    this.grads = this.allocWeights();
-    this.initialize();
+    this.grads = init.gradients === false ? NO_GRADIENTS : this.allocWeights();
+    if (init.initialize !== false) this.initialize();
   }
 
   /**
@@ -184,8 +193,8 @@ export class SwitchLayer {
    * Given dy = d loss / d y [T×d], writes the weight gradients into `grads` and returns
    * d loss / d x [T×d] (valid until the next forward). The aux and z losses enter with weight 1.
    */
-  backward(dy: ArrayLike<number>): Float32Array {
-    const { tasks } = this.beginBackward(dy);
+  backward(dy: ArrayLike<number>, auxGrad?: ArrayLike<number>): Float32Array {
+    const { tasks } = this.beginBackward(dy, auxGrad);
     this.runRouterBackward();
     for (const task of tasks) this.runBackward(task);
     return this.endBackward();
@@ -215,7 +224,7 @@ export class SwitchLayer {
       xr = ws.scratch(xs.length);
       this.kernels.multiply(xs, jitter, xr);
     }
-    const routing = route(ws, options.dropless ? { ...c, capacityFactor: null } : c, xr, tokens, this.weights.router);
+    const routing = route(ws, options.dropless ? { ...c, capacityFactor: null } : c, xr, tokens, this.weights.router, options.groupSize);
     const dropout = training && c.expertDropout > 0;
     const tasks: ExpertTask[] = [];
     for (let e = 0; e < c.numExperts; e++) {
@@ -260,14 +269,19 @@ export class SwitchLayer {
     };
   }
 
-  beginBackward(dy: ArrayLike<number>): BackwardPlan {
+  /** `auxGrad`: [T×E], a load-balancing loss's d loss / d probs computed by the caller (RouterBackwardArrays). */
+  beginBackward(dy: ArrayLike<number>, auxGrad?: ArrayLike<number>): BackwardPlan {
     const s = this.state;
     if (!s) throw new Error('switch layer: backward called before forward');
+    if (this.grads === NO_GRADIENTS) throw new Error('switch layer: built without gradients (inference only); backward is not available');
     const { dModel: d, topK, numExperts: E } = this.config;
     const T = s.routing.tokens;
     if (dy.length !== T * d) throw new RangeError(`switch layer: dy has ${dy.length} values, expected ${T} × ${d} = ${T * d}`);
     const dys = this.ws.copy(dy);
     requireFinite(this.kernels, 'gradient dy', dys);
+    if (auxGrad && auxGrad.length !== T * E) {
+      throw new RangeError(`switch layer: auxGrad has ${auxGrad.length} values, expected tokens × experts = ${T} × ${E}`);
+    }
     const dGates = this.ws.f32(T * topK), dxRouter = this.ws.scratch(T * d);
     const dxSlots = slotBuffer(this.ws, s.routing.kept, d);
     // Experts that received no token have zero gradient.
@@ -281,7 +295,7 @@ export class SwitchLayer {
     const router: RouterBackwardArrays = {
       probs: r.probs, lse: r.lse, expertIndex: r.expertIndex, gates: r.gates, tokensPerExpert: r.tokensPerExpert,
       xr: s.xr, weight: this.weights.router, ...(s.jitter && { jitter: s.jitter }),
-      dGates, dLogits: this.ws.scratch(T * E), dWeight: this.grads.router, dx: dxRouter,
+      dGates, dLogits: this.ws.scratch(T * E), dWeight: this.grads.router, dx: dxRouter, ...(auxGrad && { auxGrad: this.ws.copy(auxGrad) }),
     };
     s.backward = { tasks: s.forward.tasks, dy: dys, dxSlots, router, dGates, dxRouter, dx: topK === 1 ? dxSlots : this.ws.f32(T * d) };
     return s.backward;
@@ -315,7 +329,7 @@ export class SwitchLayer {
   /** Frees this layer's memory in the kernels' arena. */
   dispose(): void {
     this.ws.release();
-    for (const set of [this.weights, this.grads]) {
+    for (const set of this.grads === NO_GRADIENTS ? [this.weights] : [this.weights, this.grads]) {
       for (const a of [set.router, set.wIn, set.wOut, set.wGate]) if (a) this.kernels.free(a);
     }
   }
@@ -347,6 +361,9 @@ export class SwitchLayer {
     return { router: `[${d}×${E}]`, wIn: `[${E}×${d}×${f}]`, wOut: `[${E}×${f}×${d}]`, wGate: `[${E}×${d}×${f}]` }[name];
   }
 }
+
+/** The `grads` of a layer built without gradients. */
+const NO_GRADIENTS: SwitchWeights = { router: new Float32Array(0), wIn: new Float32Array(0), wOut: new Float32Array(0) };
 
 /** Throws naming the first NaN or ±Inf of `values` (an array in the kernels' memory). */
 function requireFinite(kernels: Kernels, what: string, values: Float32Array): void {

@@ -6,11 +6,7 @@
 // arrays whatever the form, and the transposed forms cost only a different packing.
 //
 // All pointers are byte offsets into the (shared) memory; nothing here allocates.
-//
-// A product of a few rows (a decode step: one token per sequence) skips the packing, which would
-// cost as much as the product: `fewRows` reads op(B) in place, accumulating every element in the
-// packed path's exact order, so a row's result never depends on m.
-import { loadTail, storeTail } from './vector-math';
+import { THIN_ROWS, gemmThin } from './gemm-thin';
 
 export const FORM_NN: i32 = 0; // A[m×k] · B[k×n]
 export const FORM_NT: i32 = 1; // A[m×k] · B[n×k]ᵀ
@@ -178,53 +174,6 @@ function microKernel(kc: i32, ap: usize, bp: usize, c: usize, ldc: i32, overwrit
   v128.store(c + 3 * row, c30); v128.store(c + 3 * row, c31, 16);
 }
 
-// @ts-ignore: decorator
-@inline const FEW_ROWS: i32 = 4;
-
-/**
- * C[m×n] (+)= op(A)·op(B) for m ≤ FEW_ROWS and op(B) rows contiguous (nn, tn): B streamed row by
- * row in place, each row used for all m rows of C, whose sums wait in `acc` (m × NC floats of the
- * scratch). Per element, as the micro-kernel: from zero over each KC slice with the same fma, in
- * the same order of p, then the slice's sum stored (the first slice, overwriting) or added to C.
- */
-function fewRows(m: i32, n: i32, k: i32, a: usize, asi: i32, asp: i32, b: usize, ldb: i32, c: usize, ldc: i32, accumulate: i32,
-  acc: usize): void {
-  for (let j0 = 0; j0 < n; j0 += NC) {
-    const nc = min(NC, n - j0), full = nc & ~3, tail = nc - full;
-    for (let p0 = 0; p0 < k; p0 += KC) {
-      const kc = min(KC, k - p0);
-      for (let i = 0; i < m; i++) memory.fill(acc + <usize>(i * NC * 4), 0, <usize>((full + (tail ? 4 : 0)) * 4));
-      for (let p = p0; p < p0 + kc; p++) {
-        const brow = b + <usize>((p * ldb + j0) * 4);
-        for (let i = 0; i < m; i++) {
-          const av = v128.load32_splat(a + <usize>((i * asi + p * asp) * 4));
-          const arow = acc + <usize>(i * NC * 4);
-          for (let q = 0; q < full; q += 4) {
-            const at = arow + <usize>(q * 4);
-            v128.store(at, fma(av, v128.load(brow + <usize>(q * 4)), v128.load(at)));
-          }
-          if (tail) {
-            const at = arow + <usize>(full * 4);
-            v128.store(at, fma(av, loadTail(brow + <usize>(full * 4), tail), v128.load(at)));
-          }
-        }
-      }
-      const overwrite = p0 == 0 && !accumulate;
-      for (let i = 0; i < m; i++) {
-        const arow = acc + <usize>(i * NC * 4), crow = c + <usize>((i * ldc + j0) * 4);
-        for (let q = 0; q < nc; q += 4) putLanes(crow + <usize>(q * 4), v128.load(arow + <usize>(q * 4)), nc - q, overwrite);
-      }
-    }
-  }
-}
-
-/** Stores (overwrite) or adds v's first `count` (at most 4) lanes at p. */
-// @ts-ignore: decorator
-@inline function putLanes(p: usize, v: v128, count: i32, overwrite: bool): void {
-  const sum = overwrite ? v : f32x4.add(v, count >= 4 ? v128.load(p) : loadTail(p, count));
-  if (count >= 4) v128.store(p, sum); else storeTail(p, sum, count);
-}
-
 /**
  * C[m×n] = op(A)·op(B) (accumulate = 0) or C += op(A)·op(B) (accumulate = 1).
  * lda, ldb, ldc are the row strides, in floats, of A, B and C as stored.
@@ -244,10 +193,8 @@ export function gemm(
     if (!accumulate) for (let i = 0; i < m; i++) memory.fill(c + <usize>(i * ldc * 4), 0, <usize>(n * 4));
     return;
   }
-  if (m <= FEW_ROWS && bsj == 1) {
-    fewRows(m, n, k, a, asi, asp, b, bsp, c, ldc, accumulate, scratch);
-    return;
-  }
+  // A few rows: op(B) read in place, the same sums in the same order (gemm-thin.ts).
+  if (m <= THIN_ROWS) { gemmThin(m, n, k, a, asi, asp, b, ldb, form == FORM_NT, c, ldc, accumulate, scratch); return; }
   const packedB = scratch;
   const packedA = scratch + <usize>PACK_B_BYTES;
   const tile = packedA + <usize>PACK_A_BYTES;
