@@ -252,11 +252,25 @@ def router_losses(router_logits, aux_coef, z_coef, distributed):
     return aux, z
 
 
-def losses(model, inputs, targets, coefs, distributed=False):
-    out = model(input_ids=inputs, output_router_logits=True, use_cache=False)
+def has_switch_layers(config):
+    """As transformers decides which decoder layers are sparse (Qwen2MoeDecoderLayer)."""
+    return config["num_experts"] > 0 and any(
+        i not in config.get("mlp_only_layers", []) and (i + 1) % config.get("decoder_sparse_step", 1) == 0
+        for i in range(config["num_hidden_layers"]))
+
+
+def losses(model, inputs, targets, objective, distributed=False):
+    """Cross-entropy, and Switchyard's router losses from the router logits of every Switch layer."""
+    routed = objective["routed"]  # transformers' own aux loss fails on a model without Switch layers: ask only where there are
+    out = model(input_ids=inputs, output_router_logits=routed, use_cache=False)
     ce = F.cross_entropy(out.logits.flatten(0, 1).float(), targets.flatten())
-    aux, z = router_losses(out.router_logits, *coefs, distributed)
-    return ce, aux, z, out.router_logits
+    router_logits = out.router_logits if routed else ()
+    aux, z = router_losses(router_logits, objective["aux"], objective["z"], distributed)
+    return ce, aux, z, router_logits
+
+
+def switchyard_objective(config, section):
+    return {"aux": section["model"]["auxLossCoef"], "z": section["model"]["zLossCoef"], "routed": has_switch_layers(config)}
 
 
 def learning_rate(args, step):
@@ -274,13 +288,12 @@ def evaluate(args, config, section):
 
     model = load_model(args.source, section, torch.device("cpu"))
     model.eval()
-    m = section["model"]
-    coefs = (m["auxLossCoef"], m["zLossCoef"])
+    objective = switchyard_objective(config, section)
     sums = {"eval_loss": 0.0, "aux_loss": 0.0, "z_loss": 0.0, "transformers_aux_loss": 0.0}
     batches = read_batches(args.batches_from)
     with torch.no_grad():
         for inputs, targets in batches:
-            ce, aux, z, router_logits = losses(model, inputs, targets, coefs)
+            ce, aux, z, router_logits = losses(model, inputs, targets, objective)
             theirs = load_balancing_loss_func(router_logits, config["num_experts"], config["num_experts_per_tok"]) if router_logits else 0.0
             for key, value in (("eval_loss", ce), ("aux_loss", aux), ("z_loss", z),
                                ("transformers_aux_loss", config["router_aux_loss_coef"] * theirs)):
@@ -336,16 +349,16 @@ def train(args, config, section):
         {"params": [p for p in trainable if p.dim() >= 2], "weight_decay": args.weight_decay},  # matrices decay, as ours
         {"params": [p for p in trainable if p.dim() < 2], "weight_decay": 0.0},
     ], lr=args.lr, betas=(args.beta1, args.beta2), eps=1e-8)
-    m = section["model"]
-    coefs = (m["auxLossCoef"], m["zLossCoef"])
+    objective = switchyard_objective(config, section)
     generator = torch.Generator().manual_seed(args.seed)  # every process draws the whole batch and keeps its rows
+    torch.manual_seed(args.seed + 1 + rank)  # the router jitter: each process its own noise
     for step in range(args.steps):
         inputs, targets = draw_batch(train_split, args.batch, context, generator)
         if step == 0 and rank == 0:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "first-batch.json").write_text(json.dumps(batches_json([(inputs, targets)])) + "\n")
         rows = slice(rank * local, (rank + 1) * local)
-        ce, aux, z, _ = losses(wrapped, inputs[rows].to(device), targets[rows].to(device), coefs, distributed=True)
+        ce, aux, z, _ = losses(wrapped, inputs[rows].to(device), targets[rows].to(device), objective, distributed=True)
         loss = ce + aux + z
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
