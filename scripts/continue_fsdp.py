@@ -92,6 +92,8 @@ def parse_args(argv):
             p.error(f"--{flag} is required (unless --eval-only)")
     if args.steps < 1:
         p.error(f"--steps must be at least 1, got {args.steps}")
+    if args.out.resolve() == args.source.resolve():
+        p.error("--out must be another folder than --from (the export stays as it was)")
     t = section["train"]
     defaults = dict(batch=t["batch"], lr=t["learningRate"], min_lr=t["minLearningRate"], warmup=t["warmupSteps"],
                     weight_decay=t["weightDecay"], beta1=t["beta1"], beta2=t["beta2"], grad_clip=t["gradClip"], seed=t["seed"])
