@@ -220,10 +220,10 @@ export async function deviceReport(o: {
   const store = o.store ?? processStore, shape = o.shape ?? { d: 128, f: 344, activation: 'swiglu' as const };
   const workers = o.workers ?? availableParallelism(), numExperts = o.numExperts ?? 8;
   const { probe } = await loadGpujs();
+  const choice = await autoChoice(probe, shape, workers, numExperts, store, o.measure ?? false);
   const { machine } = calibrationKey(shape, CALIBRATION_ROWS, 'cpu', probe);
   const calibrations = Object.values(store.read()).filter((c) => c.machine === machine)
     .sort((a, b) => a.measuredAt.localeCompare(b.measuredAt)).map((c) => ({ ...c, cached: true }));
-  const choice = await autoChoice(probe, shape, workers, numExperts, store, o.measure ?? false);
   const shapeKey = `d=${shape.d} f=${shape.f} ${shape.activation}`;
   return {
     gpujs: probe, summary: describeProbe(probe), calibrations,

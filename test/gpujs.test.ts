@@ -84,6 +84,19 @@ describe('gpu.js expert FFN', () => {
     });
   });
 
+  describe.each(MODES)('the benchmarks\' GEMM in gpu.js $title mode', ({ mode, here }) => {
+    it.skipIf(!here).each(['nn', 'nt', 'tn'] as const)('%s gives the reference kernels\' product, read back', async (form) => {
+      const ffn = await GpujsExpertFfn.create(mode);
+      const [m, n, k] = [5, 7, 9], rng = new Rng('gpujs-gemm', form);
+      const a = rng.fillNormal(new Float32Array(m * k)), b = rng.fillNormal(new Float32Array(k * n));
+      const want = new Float32Array(m * n);
+      createKernels({ backend: 'reference' }).gemm(form, m, n, k, a, b, want, false);
+      const got = Float32Array.from((await ffn.gemm(form, m, n, k)(a, b) as Float32Array[]).flatMap((row) => [...row]));
+      expect(relativeError(got, want)).toBeLessThan(1e-6);
+      await ffn.destroy();
+    });
+  });
+
   it('runs in the fastest mode this machine has unless told otherwise', async () => {
     const ffn = await GpujsExpertFfn.create();
     expect(ffn.mode).toBe(probe.modes[0]);

@@ -27,8 +27,9 @@ export interface GpujsProbe {
   /** Why each GPU mode is missing, e.g. "headless-gl: no X display (DISPLAY is unset; run under Xvfb: xvfb-run -a …)". */
   missing: string[];
   /**
-   * What each GPU mode here runs on, e.g. webgpu: "llvmpipe: Mesa 25.0.7 (LLVM 15.0.6), mesa
-   * software (Dawn, webgpu 0.6.2)" (headless-gl's ANGLE does not say which GL driver is under it).
+   * What each GPU mode here runs on, e.g. webgpu: "llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)
+   * 0.0.1, mesa software, Dawn from webgpu 0.6.2" (headless-gl's ANGLE does not say which GL driver
+   * is under it).
    */
   found: Partial<Record<GpujsMode, string>>;
 }
@@ -58,14 +59,14 @@ async function load(): Promise<{ gpujs: GpujsModule; probe: GpujsProbe }> {
     if (adapter && await GPU.isWebGPUAvailable()) {
       modes.push('webgpu');
       const { description, vendor, architecture } = adapter.info;
-      found.webgpu = `${[description, [vendor, architecture].filter(Boolean).join(' ')].filter(Boolean).join(', ')} (Dawn, webgpu ${version('webgpu')})`;
+      found.webgpu = [description, [vendor, architecture].filter(Boolean).join(' '), `Dawn from webgpu ${version('webgpu')}`].filter(Boolean).join(', ');
     } else {
       missing.push(`webgpu: Dawn (webgpu ${version('webgpu')}) loaded but found no adapter (its reason is on stderr; on Debian 12, Mesa's lavapipe needs bookworm-backports' mesa-vulkan-drivers, docs/gpujs.md)`);
     }
   }
   if (headlessGl) {
     modes.push('headlessgl');
-    found.headlessgl = `WebGL 1 through ANGLE on the X server (gl ${version('gl')})`;
+    found.headlessgl = `WebGL 1 through ANGLE on the X server, gl ${version('gl')}`;
   } else {
     missing.push(`headless-gl: ${headlessGlReason()}`);
   }
@@ -144,6 +145,6 @@ export function describeProbe(probe: GpujsProbe): string {
   const gpu = probe.modes.filter(isGpuMode);
   return gpu.length > 0
     ? `gpu.js: GPU mode${gpu.length > 1 ? 's' : ''} ${gpu.map((m) => `${m} (${probe.found[m]})`).join(', ')}`
-      + (probe.missing.length > 0 ? `; ${probe.missing.join('; ')}` : '')
+      + (probe.missing.length > 0 ? `; not here: ${probe.missing.join('; ')}` : '')
     : `gpu.js: no GPU mode here (${probe.missing.join('; ')}); CPU modes ${probe.modes.join(', ')} only`;
 }
