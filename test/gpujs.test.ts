@@ -3,7 +3,9 @@
 // built; webgpu where Dawn finds an adapter, e.g. Mesa's lavapipe), the reference cases through the
 // engine, a short training run on the GPU modes, the one-line report of missing GPU modes, and
 // what `auto` measures and picks. A mode missing here skips its tests with the reason in their names.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -117,6 +119,17 @@ describe('gpu.js on this machine', () => {
     if (!probe.modes.includes('webgpu')) expect(line).toMatch(/webgpu: \S/);
     if (!probe.modes.includes('headlessgl')) expect(line).toMatch(/headless-gl: \S/);
   });
+});
+
+describe('headless-gl without an X display', () => {
+  const gl = (() => { try { return createRequire(import.meta.url).resolve('gl'); } catch { return undefined; } })();
+  it.skipIf(!gl)(`says to run under Xvfb${gl ? '' : ' (skipped: the optional gl package is not installed)'}`, () => {
+    const env = { ...process.env };
+    delete env.DISPLAY;
+    const script = "import('./dist/kernels/gpujs/device.js').then(async (d) => console.log(d.describeProbe((await d.loadGpujs()).probe)))";
+    const r = spawnSync(process.execPath, ['-e', script], { cwd: new URL('..', import.meta.url).pathname, env, encoding: 'utf8', timeout: 60_000 });
+    expect(r.stdout).toMatch(/headless-gl: no X display \(DISPLAY is unset; run under Xvfb/);
+  }, 60_000);
 });
 
 const cases = (dir: URL) => readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => new URL(f, dir).pathname);
