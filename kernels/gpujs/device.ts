@@ -61,7 +61,8 @@ async function load(): Promise<{ gpujs: GpujsModule; probe: GpujsProbe }> {
       const { description, vendor, architecture } = adapter.info;
       found.webgpu = [description, [vendor, architecture].filter(Boolean).join(' '), `Dawn from webgpu ${version('webgpu')}`].filter(Boolean).join(', ');
     } else {
-      missing.push(`webgpu: Dawn (webgpu ${version('webgpu')}) loaded but found no adapter (its reason is on stderr; on Debian 12, Mesa's lavapipe needs bookworm-backports' mesa-vulkan-drivers, docs/gpujs.md)`);
+      missing.push(`webgpu: Dawn (webgpu ${version('webgpu')}) loaded but found no adapter (it printed why on stderr; `
+        + 'without a GPU, Mesa 25\'s lavapipe will do, 22.3\'s will not: docs/gpujs.md)');
     }
   }
   if (headlessGl) {
