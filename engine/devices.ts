@@ -1,12 +1,14 @@
 // Which devices compute the experts: `wasm` (WebAssembly workers, one per core), `gpujs` (every
 // worker runs the expert FFNs on gpu.js) or `auto`, which measures both on this machine and
-// shape once, caches the figures on disk, and adds a gpu.js worker only where it shortens the
-// step. A GPU mode is a device of its own beside the cores; a gpu.js CPU mode takes a core.
+// shape once (every GPU mode gpu.js has here, keeping the fastest), caches the figures, and adds
+// a gpu.js worker only where it shortens the step; the placement then gives each worker experts
+// in proportion to its measured speed. A GPU mode is a device of its own beside the cores; a
+// gpu.js CPU mode takes a core. deviceReport is what `switchyard info` prints.
 // Where the measurements are kept is the caller's (a CalibrationStore); by default, this process.
 import { createHash } from 'node:crypto';
 import { availableParallelism, cpus } from 'node:os';
 import { Arena } from '../kernels/arena.js';
-import { type GpujsMode, describeProbe, isGpuMode, loadGpujs } from '../kernels/gpujs/device.js';
+import { type GpujsMode, type GpujsProbe, describeProbe, isGpuMode, loadGpujs } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
 import { type ExpertWeights, expertBlockLength, expertBuffers } from '../model/expert.js';
@@ -57,7 +59,8 @@ export interface Calibration {
   shape: string;
   rows: number;
   wasmMs: number;
-  gpujs: { mode: GpujsMode; ms: number };
+  /** `device`: what a GPU mode ran on (GpujsProbe's `found`). */
+  gpujs: { mode: GpujsMode; ms: number; device?: string };
   measuredAt: string;
   cached: boolean;
 }
@@ -69,12 +72,39 @@ export async function planDevices(r: BackendRequest): Promise<DevicePlan> {
   const log = r.log ?? (() => {});
   const { probe } = await loadGpujs();
   log(describeProbe(probe));
-  const calibration = await calibrate(r.shape, CALIBRATION_ROWS, probe.modes[0]!, r.store);
-  const plan = choosePlan(calibration, workers, r.numExperts);
-  const { mode, ms } = calibration.gpujs;
-  log(`auto: an expert's step on ${calibration.rows} tokens takes ${calibration.wasmMs.toFixed(2)} ms on a WebAssembly worker, `
-    + `${ms.toFixed(2)} ms on gpu.js ${mode} (${calibration.cached ? 'cached' : 'measured now'}); using ${describePlan(plan)}`);
-  return plan;
+  const choice = (await autoChoice(probe, r.shape, workers, r.numExperts, r.store ?? processStore, true))!; // measuring always answers
+  log(choice.line);
+  return choice.plan;
+}
+
+/** What `auto` measured (or read from its cache) for one shape, and the plan that follows from it. */
+export interface AutoChoice {
+  calibration: Calibration;
+  plan: DevicePlan;
+  /** "auto: an expert's step on 64 tokens takes … ms on a WebAssembly worker, … ms on gpu.js headlessgl (cached); using …" */
+  line: string;
+}
+
+/**
+ * Calibrates every GPU mode here (gpu.js's fastest CPU mode where there is none), keeps the
+ * fastest, and plans from it. With `measure` false, only cached figures are used: undefined when
+ * some are missing.
+ */
+async function autoChoice(probe: GpujsProbe, shape: FfnShape, workers: number, numExperts: number, store: CalibrationStore,
+  measure: boolean): Promise<AutoChoice | undefined> {
+  const gpuModes = probe.modes.filter(isGpuMode);
+  const candidates: Calibration[] = [];
+  for (const mode of gpuModes.length > 0 ? gpuModes : [probe.modes[0]!]) {
+    const c = await (measure ? calibrate : cachedCalibration)(shape, CALIBRATION_ROWS, mode, store);
+    if (!c) return undefined;
+    candidates.push(c);
+  }
+  const calibration = candidates.reduce((best, c) => (c.gpujs.ms < best.gpujs.ms ? c : best));
+  const plan = choosePlan(calibration, workers, numExperts);
+  const line = `auto: an expert's step on ${calibration.rows} tokens takes ${calibration.wasmMs.toFixed(2)} ms on a WebAssembly worker, `
+    + `${candidates.map((c) => `${c.gpujs.ms.toFixed(2)} ms on gpu.js ${c.gpujs.mode}`).join(', ')} `
+    + `(${candidates.every((c) => c.cached) ? 'cached' : 'measured now'}); using ${describePlan(plan)}`;
+  return { calibration, plan, line };
 }
 
 /** `workers` workers of one kind. */
@@ -122,11 +152,25 @@ function makespan(speeds: number[], experts: number): number {
 // placement compares, and both devices' costs grow linearly in the tokens.
 const CALIBRATION_ROWS = 64;
 
-/** Times one expert forward + backward on WebAssembly and on gpu.js `mode`, or reads the cached figures. */
-export async function calibrate(shape: FfnShape, rows: number, mode: GpujsMode, store = processStore): Promise<Calibration> {
+/** Where a calibration is kept: this machine, the shape, the rows, the mode and (GPU modes) what that mode runs on. */
+function calibrationKey(shape: FfnShape, rows: number, mode: GpujsMode, probe: GpujsProbe) {
   const machine = `${cpus()[0]?.model ?? 'unknown CPU'} × ${availableParallelism()}, ${process.platform}-${process.arch}, node ${process.version}`;
   const shapeKey = `d=${shape.d} f=${shape.f} ${shape.activation}`;
-  const key = createHash('sha256').update(`${machine}|${shapeKey}|${rows}|${mode}`).digest('hex').slice(0, 16);
+  const device = probe.found[mode];
+  const key = createHash('sha256').update(`${machine}|${shapeKey}|${rows}|${mode}${device ? `|${device}` : ''}`).digest('hex').slice(0, 16);
+  return { machine, shapeKey, device, key };
+}
+
+/** The cached figures for this machine, shape and mode, if `auto` has measured them. */
+export async function cachedCalibration(shape: FfnShape, rows: number, mode: GpujsMode, store = processStore): Promise<Calibration | undefined> {
+  const { key } = calibrationKey(shape, rows, mode, (await loadGpujs()).probe);
+  const hit = store.read()[key];
+  return hit && { ...hit, cached: true };
+}
+
+/** Times one expert forward + backward on WebAssembly and on gpu.js `mode`, or reads the cached figures. */
+export async function calibrate(shape: FfnShape, rows: number, mode: GpujsMode, store = processStore): Promise<Calibration> {
+  const { machine, shapeKey, device, key } = calibrationKey(shape, rows, mode, (await loadGpujs()).probe);
   const cache = store.read();
   const hit = cache[key];
   if (hit) return { ...hit, cached: true };
@@ -146,9 +190,48 @@ export async function calibrate(shape: FfnShape, rows: number, mode: GpujsMode, 
   const gpujsMs = await fastest(3, async () => { await ffn.forward(shape, w, b); await ffn.backward(shape, w, b, grads); });
   await ffn.destroy();
 
-  const measured = { machine, shape: shapeKey, rows, wasmMs, gpujs: { mode, ms: gpujsMs }, measuredAt: new Date().toISOString() };
-  store.write({ ...cache, [key]: measured });
+  const measured = {
+    machine, shape: shapeKey, rows, wasmMs, gpujs: { mode, ms: gpujsMs, ...(device && { device }) }, measuredAt: new Date().toISOString(),
+  };
+  store.write({ ...store.read(), [key]: measured });
   return { ...measured, cached: false };
+}
+
+/** For `switchyard info`: what gpu.js found here, what `auto` has measured on this machine, and what it would choose. */
+export interface DeviceReport {
+  /** The gpu.js modes here (GPU modes first), why each missing GPU mode is missing, what each GPU mode runs on. */
+  gpujs: GpujsProbe;
+  /** describeProbe's line. */
+  summary: string;
+  /** Every cached calibration of this machine (all shapes and modes), oldest first. */
+  calibrations: Calibration[];
+  /** `auto` for `shape` on `workers` CPU workers and `numExperts` experts. */
+  auto: { shape: string; workers: number; numExperts: number } & (AutoChoice | { notCalibrated: string });
+}
+
+/**
+ * What `auto` sees and would do here. By default for the tiny preset's experts (d 128, d_ff 344,
+ * swiglu, 8 experts) on one WebAssembly worker per core, from cached figures only; `measure`
+ * calibrates what is missing (about a second in the CPU modes, more on a software GPU).
+ */
+export async function deviceReport(o: {
+  store?: CalibrationStore; shape?: FfnShape; numExperts?: number; workers?: number; measure?: boolean;
+} = {}): Promise<DeviceReport> {
+  const store = o.store ?? processStore, shape = o.shape ?? { d: 128, f: 344, activation: 'swiglu' as const };
+  const workers = o.workers ?? availableParallelism(), numExperts = o.numExperts ?? 8;
+  const { probe } = await loadGpujs();
+  const choice = await autoChoice(probe, shape, workers, numExperts, store, o.measure ?? false);
+  const { machine } = calibrationKey(shape, CALIBRATION_ROWS, 'cpu', probe);
+  const calibrations = Object.values(store.read()).filter((c) => c.machine === machine)
+    .sort((a, b) => a.measuredAt.localeCompare(b.measuredAt)).map((c) => ({ ...c, cached: true }));
+  const shapeKey = `d=${shape.d} f=${shape.f} ${shape.activation}`;
+  return {
+    gpujs: probe, summary: describeProbe(probe), calibrations,
+    auto: {
+      shape: shapeKey, workers, numExperts,
+      ...(choice ?? { notCalibrated: `auto has not measured ${shapeKey} on this machine yet (it does at the first run with --backend auto)` }),
+    },
+  };
 }
 
 /** The fastest of `runs` timed runs after one untimed (compiling) run. */

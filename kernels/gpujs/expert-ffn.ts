@@ -79,13 +79,16 @@ export class GpujsExpertFfn {
     readRows(r.dx!, b.dx, n, s.d);
   }
 
-  /** A single GEMM in this mode, for the kernel benchmarks: C [m×n] from A and B as `form` reads them. */
-  gemm(form: 'nn' | 'nt' | 'tn', m: number, n: number, k: number): (a: Float32Array, b: Float32Array) => KernelOutput {
+  /**
+   * A single GEMM in this mode, for the kernel benchmarks: C [m×n] from A and B as `form` reads them,
+   * read back. Await it: on webgpu a kernel call answers with a promise.
+   */
+  gemm(form: 'nn' | 'nt' | 'tn', m: number, n: number, k: number): (a: Float32Array, b: Float32Array) => Promise<KernelOutput> {
     const body = { nn: fn.matmulNN, nt: fn.matmulNT, tn: fn.matmulTN }[form];
     const kernel = this.kernel(body, m, n, k);
     const [aRows, aCols] = form === 'tn' ? [k, m] : [m, k];
     const [bRows, bCols] = form === 'nt' ? [n, k] : [k, n];
-    return (a, b) => kernel(this.matrix(a, aRows, aCols), this.matrix(b, bRows, bCols)) as KernelOutput;
+    return async (a, b) => await (kernel(this.matrix(a, aRows, aCols), this.matrix(b, bRows, bCols)) as KernelOutput | Promise<KernelOutput>);
   }
 
   /** How gpu.js ran each pipeline built so far: its `executorKind` ('fused-sync' on webasm keeps the intermediates in one memory). */
