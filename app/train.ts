@@ -7,7 +7,7 @@ import { onWorkers } from '../engine/on-workers.js';
 import { WorkerPool } from '../engine/worker-pool.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { Arena } from '../kernels/arena.js';
-import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { createArenaKernels } from '../kernels/index.js';
 import { ARCHITECTURES, type ModelConfig, PRESETS, type TrainConfig, checkModelConfig } from '../model/config.js';
 import { AdamW } from '../model/optim.js';
 import type { SwitchStats } from '../model/switch-layer.js';
@@ -213,7 +213,7 @@ function resumedConfig(o: TrainOptions, log: (line: string) => void): { config: 
 
 /** The model and its optimizer, with its layers on one pool of worker threads (none with 0 workers). */
 async function buildModel(config: RunConfig, o: TrainOptions): Promise<{ model: Transformer; optimizer: AdamW; close: () => Promise<void>; kernelsName: string }> {
-  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
+  const kernels = createArenaKernels(new Arena(64 * 1024 * 1024));
   const workers = o.workers ?? availableParallelism();
   const m = config.model;
   const plan = workers > 0 && await planDevices({

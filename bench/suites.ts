@@ -8,7 +8,7 @@ import { onWorkers } from '../engine/on-workers.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
 import { Arena, type GemmForm, type Kernels } from '../kernels/index.js';
-import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { createArenaKernels } from '../kernels/index.js';
 import { PRESETS } from '../model/config.js';
 import { sample } from '../app/inference.js';
 import { AdamW } from '../model/optim.js';
@@ -156,7 +156,7 @@ export async function interleavedScaling(one: SwitchStepper, many: SwitchStepper
 /** A preset's model on `workers` threads (0: this one), stepping on a fixed random batch as the trainer steps. */
 export async function trainStepper(preset: keyof typeof PRESETS, workers: number): Promise<{ tokens: number; step: () => Promise<void>; close: () => Promise<void> }> {
   const { model: config, train } = PRESETS[preset];
-  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
+  const kernels = createArenaKernels(new Arena(64 * 1024 * 1024));
   const pool = workers > 0 ? WorkerPool.forKernels(kernels, uniformPlan('wasm', workers), 120_000) : undefined;
   const model = new Transformer(kernels, { ...config, vocabSize: 65 }, { seed: 1, ...(pool && onWorkers(kernels, pool)) });
   const optimizer = new AdamW(kernels, model.params.list, train);
@@ -194,7 +194,7 @@ export async function measureTrainStep(preset: keyof typeof PRESETS, workers: nu
 /** Sampling tokens one at a time from a preset's model (random weights: the speed does not depend on them). */
 export async function measureGeneration(preset: keyof typeof PRESETS, tokens: number): Promise<Row> {
   const tokenizer = charTokenizer('abcdefghijklmnopqrstuvwxyz .\n');
-  const model = new Transformer(new WasmKernels(new Arena(), fastestVariant()), { ...PRESETS[preset].model, vocabSize: tokenizer.vocabSize }, { seed: 1 });
+  const model = new Transformer(createArenaKernels(new Arena()), { ...PRESETS[preset].model, vocabSize: tokenizer.vocabSize }, { seed: 1 });
   const start = performance.now();
   await sample(model, tokenizer, 'the ', { maxTokens: tokens, temperature: 1, topK: 0, seed: 1 });
   const seconds = (performance.now() - start) / 1000;

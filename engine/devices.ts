@@ -10,7 +10,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { Arena } from '../kernels/arena.js';
 import { type GpujsMode, type GpujsProbe, describeProbe, isGpuMode, loadGpujs } from '../kernels/gpujs/device.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
-import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { createArenaKernels } from '../kernels/index.js';
 import { type ExpertWeights, expertBlockLength, expertBuffers } from '../model/expert.js';
 import { type FfnShape, ffnBackward, ffnForward } from '../model/ffn.js';
 import { Rng } from '../model/rng.js';
@@ -175,7 +175,7 @@ export async function calibrate(shape: FfnShape, rows: number, mode: GpujsMode, 
   const hit = cache[key];
   if (hit) return { ...hit, cached: true };
 
-  const kernels = new WasmKernels(new Arena(), fastestVariant());
+  const kernels = createArenaKernels(new Arena());
   const rng = new Rng('calibration', shapeKey, rows);
   const matrices = (): ExpertWeights => ({
     wIn: rng.fillNormal(kernels.allocF32(shape.d * shape.f), 0.05), wOut: rng.fillNormal(kernels.allocF32(shape.f * shape.d), 0.05),

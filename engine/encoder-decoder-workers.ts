@@ -3,7 +3,7 @@
 // stays on the calling thread.
 import { Arena } from '../kernels/arena.js';
 import type { Kernels } from '../kernels/index.js';
-import { WasmKernels, fastestVariant } from '../kernels/wasm/backend.js';
+import { createArenaKernels } from '../kernels/index.js';
 import type { ShardRunner } from '../model/shards.js';
 import type { T5SwitchFactory } from '../model/t5/encoder-decoder.js';
 import { ParallelShards } from './dense-shards.js';
@@ -19,7 +19,7 @@ export interface EncoderDecoderWorkers {
 }
 
 export function encoderDecoderOnWorkers(workers: number, timeoutMs = 120_000): EncoderDecoderWorkers {
-  const kernels = new WasmKernels(new Arena(64 * 1024 * 1024), fastestVariant());
+  const kernels = createArenaKernels(new Arena(64 * 1024 * 1024));
   const pool = WorkerPool.forKernels(kernels, uniformPlan('wasm', workers), timeoutMs);
   return {
     kernels,

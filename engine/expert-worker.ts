@@ -3,9 +3,8 @@
 // the router's backward), or shards of a dense layer. A message is a Work object whose arrays
 // crossed as offsets (engine/wire.ts); the computing is the model's own functions.
 import { type MessagePort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { Arena } from '../kernels/arena.js';
 import { GpujsExpertFfn } from '../kernels/gpujs/expert-ffn.js';
-import { WasmKernels, type WasmVariant } from '../kernels/wasm/backend.js';
+import { Arena, type KernelSpec, kernelsFromSpec } from '../kernels/index.js';
 import { attentionShardBackward, attentionShardForward } from '../model/attention.js';
 import {
   type ExpertWeights, expertBuffers, expertInputGradient, expertInputs, expertOutputGradient, expertOutputs, expertRows, expertWeights,
@@ -20,16 +19,15 @@ import { fromWire } from './wire.js';
 
 export interface ExpertWorkerData {
   memory: WebAssembly.Memory;
-  variant: WasmVariant;
-  /** Byte offset of this worker's GEMM scratch in the shared memory. */
-  scratch: number;
+  /** The owning thread's kernels, rebuilt here on the same memory (the same backend and build: the same rounding). */
+  kernels: KernelSpec;
   /** What computes the expert FFNs; gathers, scatters and the dense shards always use the CPU kernels. */
   device: ExpertDevice;
 }
 
-const { memory, variant, scratch, device } = workerData as ExpertWorkerData;
+const { memory, kernels: spec, device } = workerData as ExpertWorkerData;
 const arena = Arena.attach(memory);
-const kernels = new WasmKernels(arena, variant, scratch);
+const kernels = kernelsFromSpec(arena, spec);
 const gpujs = device.kind === 'gpujs' ? GpujsExpertFfn.create(device.mode) : undefined;
 gpujs?.catch(() => {}); // a mode that is missing here fails the first step, which names this worker
 

@@ -8,7 +8,7 @@
 import { availableParallelism } from 'node:os';
 import { serialize } from 'node:v8';
 import { Arena } from '../kernels/arena.js';
-import { WasmKernels, type WasmVariant, fastestVariant } from '../kernels/wasm/backend.js';
+import { type ArenaKernels, type KernelOptions, type Kernels, createArenaKernels, createKernels } from '../kernels/index.js';
 import type { SwitchLayerOptions } from '../model/config.js';
 import { type ExpertWeights, ROW_BLOCK, expertWeights } from '../model/expert.js';
 import { type BackwardPlan, type ExpertTask, type ForwardOptions, type ForwardPlan, SwitchLayer, type SwitchStats } from '../model/switch-layer.js';
@@ -41,15 +41,15 @@ export interface EngineOptions extends SwitchLayerOptions {
   rebalanceEvery?: number;
   /** A worker that does not answer within this many milliseconds fails the step. Default 120 000. */
   timeoutMs?: number;
-  /** WebAssembly variant; default: the fastest on this machine. */
-  variant?: WasmVariant;
+  /** Which CPU kernels (backend, WebAssembly variant, native build); default: the fastest here (kernels/index.ts). */
+  kernels?: Omit<KernelOptions, 'arena'>;
   /** The worker threads' script; default: engine/expert-worker.js (tests wrap it to inject faults). */
   workerScript?: string;
   /**
    * Kernels and workers to share with other Switch layers of a model (one pool serves them all;
    * the layers' weights live in the same memory). Without it the engine makes and owns its own.
    */
-  shared?: { kernels: WasmKernels; pool: WorkerPool };
+  shared?: { kernels: ArenaKernels; pool: WorkerPool };
 }
 
 export interface WorkerTiming {
@@ -79,7 +79,7 @@ export interface StepTiming {
 
 export class SwitchEngine {
   readonly layer: SwitchLayer;
-  readonly kernels: WasmKernels;
+  readonly kernels: ArenaKernels;
   private pool: WorkerPool | undefined;
   private placement: Placement | undefined;
   /** Resolves once 'auto' has chosen the devices and the workers exist. */
@@ -99,10 +99,11 @@ export class SwitchEngine {
   constructor(options: EngineOptions) {
     const {
       workers = availableParallelism(), backend = 'wasm', gpujsMode, calibration, seed, layerIndex, initialize, rebalanceEvery = 1, timeoutMs = 120_000,
-      variant, workerScript, shared, ...layerOptions
+      kernels, workerScript, shared, ...layerOptions
     } = options;
     this.ownsPool = !shared;
-    this.kernels = shared?.kernels ?? new WasmKernels(new Arena(), variant ?? fastestVariant());
+    this.kernels = shared?.kernels
+      ?? (kernels ? arenaKernels(createKernels({ ...kernels, arena: new Arena() })) : createArenaKernels(new Arena()));
     this.layer = new SwitchLayer(this.kernels, layerOptions, {
       ...(seed !== undefined && { seed }), ...(layerIndex !== undefined && { layerIndex }), ...(initialize !== undefined && { initialize }),
     });
@@ -275,4 +276,10 @@ function newClock(workers: number) {
     /** The messages that crossed threads this step (reports come back through shared memory). */
     crossed: [] as object[],
   };
+}
+
+/** The engine's workers compute on shared memory: kernels of the reference backend cannot serve. */
+function arenaKernels(k: Kernels): ArenaKernels {
+  if (!('arena' in k)) throw new Error(`engine: the ${k.name} kernels do not compute on shared memory; use native or wasm`);
+  return k as ArenaKernels;
 }

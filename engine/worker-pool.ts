@@ -8,7 +8,7 @@
 import { MessageChannel, type MessagePort, type Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { Arena } from '../kernels/arena.js';
-import type { WasmKernels, WasmVariant } from '../kernels/wasm/backend.js';
+import type { ArenaKernels, KernelSpec } from '../kernels/index.js';
 import { compiledScript, threadExecArgv } from './compiled-script.js';
 import type { DevicePlan } from './devices.js';
 import { Doorbell } from './doorbell.js';
@@ -23,15 +23,14 @@ interface Serving { port: MessagePort; started: Promise<void>; thread?: Worker; 
 
 export interface WorkerPoolOptions {
   arena: Arena;
-  variant: WasmVariant;
+  /** Each worker's kernels: the owning thread's backend and build, so the same rounding (ArenaKernels.workerSpec). */
+  kernels: KernelSpec[];
   /** One worker per device: what computes the experts placed on it. */
   devices: ExpertDevice[];
   /** Each worker's relative expert throughput, for placement; default: all equal. */
   speeds?: number[];
   /** A message not answered within this many milliseconds fails, and its thread is replaced. */
   timeoutMs: number;
-  /** GEMM scratch each worker needs, in bytes. */
-  scratchBytes: number;
   /** The threads' script; default: engine/expert-worker.js (tests wrap it to inject faults). */
   script?: string;
 }
@@ -51,10 +50,10 @@ export class WorkerPool {
   /** When this thread's event loop last had a turn during runAll. */
   private turned = performance.now();
 
-  /** One worker per device of `plan`, computing in the memory of `kernels` with its kernel variant (so the same rounding). */
-  static forKernels(kernels: WasmKernels, plan: DevicePlan, timeoutMs: number, script?: string): WorkerPool {
+  /** One worker per device of `plan`, computing in the memory of `kernels` with the same backend and build (so the same rounding). */
+  static forKernels(kernels: ArenaKernels, plan: DevicePlan, timeoutMs: number, script?: string): WorkerPool {
     return new WorkerPool({
-      arena: kernels.arena, variant: kernels.variant, ...plan, timeoutMs, scratchBytes: kernels.scratchBytes, ...(script && { script }),
+      arena: kernels.arena, kernels: plan.devices.map(() => kernels.workerSpec()), ...plan, timeoutMs, ...(script && { script }),
     });
   }
 
@@ -68,15 +67,17 @@ export class WorkerPool {
     this.bell = new Doorbell(this.size);
     this.seq = new Array<number>(this.size).fill(0);
     const filename = o.script ?? compiledScript('expert-worker.js');
-    this.scratch = o.devices.map(() => o.arena.allocBytes(o.scratchBytes));
-    this.pools = this.scratch.map((scratch, w) => new Piscina({
+    if (o.kernels.length !== o.devices.length) throw new RangeError(`engine: ${o.kernels.length} kernel specs for ${o.devices.length} workers`);
+    // WebAssembly workers' GEMM scratch lives in the arena; it goes back when the pool closes.
+    this.scratch = o.kernels.flatMap((spec) => (spec.backend === 'wasm' ? [spec.scratch] : []));
+    this.pools = o.kernels.map((spec, w) => new Piscina({
       filename,
       minThreads: 1,
       maxThreads: 1,
       idleTimeout: Infinity,
       atomics: 'disabled', // an idle thread must run its event loop, where the serve loop starts
       execArgv: threadExecArgv(),
-      workerData: { memory: o.arena.memory, variant: o.variant, scratch, device: o.devices[w]! } satisfies ExpertWorkerData,
+      workerData: { memory: o.arena.memory, kernels: spec, device: o.devices[w]! } satisfies ExpertWorkerData,
     }));
     this.serving = this.pools.map((_, w) => this.serve(w));
   }

@@ -48,6 +48,11 @@ describe('the dependency rule', () => {
     expect(upward, `${file} reaches up`).toEqual([]);
   });
 
+  it.each(files.filter((f) => layerOf(f) !== 'kernels'))('%s reaches the kernels through kernels/index.ts, never a backend', (file) => {
+    const backends = imports(file).filter((spec) => /kernels\/(wasm|native|reference|arena-kernels)\b/.test(spec));
+    expect(backends).toEqual([]);
+  });
+
   it.each(files.filter((f) => layerOf(f) !== 'cli'))('%s never imports the benchmarks or the tests', (file) => {
     const beside = imports(file).filter((spec) => /^\.\.?\/(?:\.\.\/)*(bench|test)\//.test(spec));
     expect(beside).toEqual([]);

@@ -8,18 +8,17 @@ import { createEngine } from '../engine/embed.js';
 import { Placement } from '../engine/placement.js';
 import { type EngineOptions, SwitchEngine } from '../engine/switch-engine.js';
 import { createKernels } from '../kernels/index.js';
-import { fastestVariant } from '../kernels/wasm/backend.js';
 import type { SwitchLayerOptions } from '../model/config.js';
 import { Rng } from '../model/rng.js';
 import { DYING_HOST, FAULTY_WORKER, injectFault } from './helpers.js';
 import { SwitchLayer } from '../model/switch-layer.js';
 
-const variant = fastestVariant();
-const kernels = createKernels({ backend: 'wasm', variant });
+// The kernels this machine runs by default (native where the addon is built), in process and on the workers alike.
+const kernels = createKernels();
 const engines: SwitchEngine[] = [];
 afterAll(async () => { await Promise.all(engines.map((e) => e.close())); });
 // Every engine here runs the worker script that can fail on request; without a fault it is the engine's own.
-const engine = (o: EngineOptions) => { const e = new SwitchEngine({ variant, workerScript: FAULTY_WORKER, ...o }); engines.push(e); return e; };
+const engine = (o: EngineOptions) => { const e = new SwitchEngine({ workerScript: FAULTY_WORKER, ...o }); engines.push(e); return e; };
 
 interface StepResult { y: number[]; dx: number[]; grads: number[][]; stats: string }
 
@@ -216,7 +215,7 @@ describe('waiting for the workers', () => {
 
 describe('createEngine (Comlink)', () => {
   it('trains in its own thread: the host event loop stays free, and close() ends every thread', async () => {
-    const o = { dModel: 64, dFF: 256, numExperts: 8, workers: 2, seed: 4, variant };
+    const o = { dModel: 64, dFF: 256, numExperts: 8, workers: 2, seed: 4 };
     const embedded = await createEngine(o);
     const T = 1024;
     const { x, dy } = inputs(o, T);

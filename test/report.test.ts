@@ -31,7 +31,7 @@ describe('the run report', () => {
     }
     expect(html.match(/aria-label="tiny-test: share of tokens per expert, layer \d/g))
       .toEqual(['aria-label="tiny-test: share of tokens per expert, layer 1', 'aria-label="tiny-test: share of tokens per expert, layer 3']);
-    expect(html).toMatch(/<li><b>tiny-test<\/b>: preset tiny, data corpus\.txt, seed 1337, kernels wasm-[a-z-]+ × 0 workers; 4 layers, d 16, 4 experts every 2 layers<\/li>/);
+    expect(html).toMatch(/<li><b>tiny-test<\/b>: preset tiny, data corpus\.txt, seed 1337, kernels (native|wasm)-[a-z0-9-]+ × 0 workers; 4 layers, d 16, 4 experts every 2 layers<\/li>/);
     expect(html.match(/class="small">[012]×<\/text>/g), 'each heatmap has its colour scale').toHaveLength(6);
     expect(html).toContain('figure svg{width:100%');
     expect(html).not.toMatch(/<script|<link|src=|url\(/);

@@ -133,10 +133,13 @@ describe('switchyard serve', () => {
   });
 });
 
+// Requests that no machine finishes within a drain, however fast its kernels: they end only when cancelled.
+const ENDLESS = 10_000_000;
+
 describe('switchyard serve under pressure', () => {
   it('answers 429 beyond maxBatch + maxQueue requests in flight', async () => {
-    const server = await serve({ run: await tinyRun(), port: 0, maxBatch: 1, maxQueue: 1, drainSeconds: 0 });
-    const long = { prompt: 'a', max_tokens: 4000, at_context: 'slide' };
+    const server = await serve({ run: await tinyRun(), port: 0, maxBatch: 1, maxQueue: 1, drainSeconds: 0, maxTokensLimit: ENDLESS });
+    const long = { prompt: 'a', max_tokens: ENDLESS, at_context: 'slide' };
     const first = post(server, long), second = post(server, long);
     await until(async () => server.inference.load().running + server.inference.load().waiting === 2, 'two requests in flight');
     const third = await post(server, long);
@@ -148,9 +151,9 @@ describe('switchyard serve under pressure', () => {
   });
 
   it('close() stops accepting, lets requests in flight finish within the drain, and cancels the rest', async () => {
-    const server = await serve({ run: await tinyRun(), port: 0, drainSeconds: 0.5 });
+    const server = await serve({ run: await tinyRun(), port: 0, drainSeconds: 0.5, maxTokensLimit: ENDLESS });
     const short = post(server, { prompt: 'a', max_tokens: 5, stream: true });
-    const endless = post(server, { prompt: 'b', max_tokens: 4000, at_context: 'slide', stream: true });
+    const endless = post(server, { prompt: 'b', max_tokens: ENDLESS, at_context: 'slide', stream: true });
     const [s, e] = await Promise.all([short, endless]);
     const closed = server.close();
     const [shortEvents, endlessEvents] = await Promise.all([events(s), events(e)]);
@@ -162,7 +165,7 @@ describe('switchyard serve under pressure', () => {
 
   it('the CLI stops on SIGTERM within its drain and exits 0', async () => {
     const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
-    const child = spawn(process.execPath, [cli, 'serve', '--run', await tinyRun(), '--port', '0', '--drain', '1']);
+    const child = spawn(process.execPath, [cli, 'serve', '--run', await tinyRun(), '--port', '0', '--drain', '1', '--max-tokens-limit', String(ENDLESS)]);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
@@ -170,7 +173,7 @@ describe('switchyard serve under pressure', () => {
       await until(async () => /on (http:\/\/\S+):/.test(out), 'the server to listen', 30_000);
       const url = out.match(/on (http:\/\/\S+):/)![1]!;
       const inFlight = fetch(`${url}/v1/completions`, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a', max_tokens: 4000, at_context: 'slide' }),
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a', max_tokens: ENDLESS, at_context: 'slide' }),
       });
       await until(async () => (await (await fetch(`${url}/health`)).json()).running === 1, 'the request to run');
       child.kill('SIGTERM');
