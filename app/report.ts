@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { readRunConfig } from './run-folder.js';
 import type { ModelConfig } from '../model/config.js';
 import { machine } from './machine.js';
+import { DEAD_EXPERT_STEPS, type LayerRouting } from './routing-stats.js';
 import { heatmap, lineChart, type Series } from './svg.js';
 
 export interface LogLine {
@@ -13,6 +14,10 @@ export interface LogLine {
   dropped_fraction: number; expert_load: number[][];
   /** On the first step of each training session: the kernels and worker threads it ran on. */
   kernels?: string; workers?: number;
+  /** On evaluation lines of a Switch model: each Switch layer's routing on the validation batches. */
+  routing?: LayerRouting[];
+  /** Dead experts found at this step. */
+  warnings?: string[];
 }
 
 /** What a reader needs to know of where a run came from. */
@@ -88,6 +93,7 @@ export function renderReport(title: string, runs: ReportRun[], intro = ''): stri
     const points = byCapacity.map((r) => [r.model.capacityFactor!, finalFigures(r).droppedFraction] as [number, number]).sort((a, b) => a[0] - b[0]);
     charts.push(lineChart('Dropped fraction against capacity factor', 'capacity factor', 'mean fraction dropped', [{ name: 'runs', points }]));
   }
+  charts.push(...routingCharts(sparse));
   const heatmaps = sparse.flatMap((r) => {
     const columns = Math.min(40, r.log.length), size = Math.ceil(r.log.length / columns);
     const bins = Array.from({ length: Math.ceil(r.log.length / size) }, (_, b) => r.log.slice(b * size, (b + 1) * size));
@@ -126,8 +132,48 @@ ${origins.length ? `<ul>${origins.join('\n')}</ul>` : ''}
 ${rows}
 </tbody></table>
 ${charts.map((c) => `<figure>${c}</figure>`).join('\n')}
+${routingTable(sparse)}
 ${heatmaps.length ? '<h2>Expert load over training</h2>' : ''}
 ${heatmaps.map((c) => `<figure>${c}</figure>`).join('\n')}
 </body></html>
 `;
+}
+
+/** Router entropy and the max/mean overload at each evaluation: per layer for one run, the mean over layers for several. */
+function routingCharts(runs: ReportRun[]): string[] {
+  const withRouting = runs.filter((r) => r.log.some((l) => l.routing));
+  if (withRouting.length === 0) return [];
+  const series = (f: (x: LayerRouting) => number): Series[] => withRouting.flatMap((r) => {
+    const evals = r.log.filter((l) => l.routing);
+    if (withRouting.length > 1) return [{ name: r.name, points: evals.map((l) => [l.step, mean(l.routing!.map(f))] as [number, number]) }];
+    return evals[0]!.routing!.map((x, i) => ({ name: `layer ${x.layer}`, points: evals.map((l) => [l.step, f(l.routing![i]!)] as [number, number]) }));
+  });
+  const over = withRouting.length > 1 ? ' (mean over Switch layers)' : '';
+  return [
+    lineChart(`Router entropy at each evaluation${over}`, 'step', 'nats per token', series((x) => x.entropy)),
+    lineChart(`Busiest expert against an even split (max/mean) at each evaluation${over}`, 'step', 'overload factor', series((x) => x.overload)),
+  ];
+}
+
+/** Each Switch layer's routing at the last evaluation, and the dead-expert warnings. */
+function routingTable(runs: ReportRun[]): string {
+  const rows = runs.flatMap((r) => {
+    const last = [...r.log].reverse().find((l) => l.routing);
+    return (last?.routing ?? []).map((x) => {
+      const E = x.load.length, shares = x.load.map((s) => s * E);
+      const dead = x.dead.length ? x.dead.map((d) => `${d.expert} (${d.idle_steps} steps)`).join(', ') : 'none';
+      return `<tr><td>${esc(r.name)}</td><td>${x.layer}</td><td>${last!.step}</td><td>${x.entropy.toFixed(3)} of ${Math.log(E).toFixed(3)}</td>`
+        + `<td>${x.overload.toFixed(2)} (max ${x.overload_max.toFixed(2)})</td><td>${Math.min(...shares).toFixed(2)}–${Math.max(...shares).toFixed(2)}×</td>`
+        + `<td>${(100 * x.dropped_fraction).toFixed(2)}%</td><td>${(100 * Math.max(...x.dropped)).toFixed(1)}%</td><td>${esc(dead)}</td></tr>`;
+    });
+  });
+  if (rows.length === 0) return '';
+  const warnings = runs.flatMap((r) => r.log.flatMap((l) => (l.warnings ?? []).map((w) => `<li><b>${esc(r.name)}</b>, step ${l.step}: ${esc(w)}</li>`)));
+  return `<h2>Routing at the last evaluation (validation batches)</h2>
+<table><thead><tr><th>run</th><th>layer</th><th>step</th><th>router entropy (nats, of log E)</th><th>overload max/mean</th><th>expert load (min–max, × even)</th><th>dropped</th><th>worst expert dropped</th><th>dead experts</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody></table>
+<h3>Dead experts</h3>
+${warnings.length ? `<ul>${warnings.slice(0, 50).join('\n')}${warnings.length > 50 ? `<li>… and ${warnings.length - 50} more</li>` : ''}</ul>` : `<p>No expert went without a first-choice token for ${DEAD_EXPERT_STEPS} steps.</p>`}`;
 }
