@@ -75,7 +75,14 @@ export function finalFigures(r: ReportRun) {
   };
 }
 
-export function renderReport(title: string, runs: ReportRun[], intro = ''): string {
+export interface ReportOptions {
+  /** HTML placed after the introduction (an experiment's own tables and charts). */
+  before?: string;
+  /** Which runs get expert-load heatmaps (default: every Switch run). */
+  heatmapsFor?: (run: ReportRun) => boolean;
+}
+
+export function renderReport(title: string, runs: ReportRun[], intro = '', options: ReportOptions = {}): string {
   const valSeries = (x: (l: LogLine) => number): Series[] =>
     runs.map((r) => ({ name: r.name, points: r.log.filter((l) => l.val_loss !== undefined).map((l) => [x(l), l.val_loss!]) }));
   const charts = [
@@ -94,7 +101,7 @@ export function renderReport(title: string, runs: ReportRun[], intro = ''): stri
     charts.push(lineChart('Dropped fraction against capacity factor', 'capacity factor', 'mean fraction dropped', [{ name: 'runs', points }]));
   }
   charts.push(...routingCharts(sparse));
-  const heatmaps = sparse.flatMap((r) => {
+  const heatmaps = sparse.filter((r) => options.heatmapsFor?.(r) ?? true).flatMap((r) => {
     const columns = Math.min(40, r.log.length), size = Math.ceil(r.log.length / columns);
     const bins = Array.from({ length: Math.ceil(r.log.length / size) }, (_, b) => r.log.slice(b * size, (b + 1) * size));
     const sparseLayers = Array.from({ length: r.model.layers }, (_, i) => i).filter((i) => (i + 1) % r.model.sparseStep === 0);
@@ -125,6 +132,7 @@ export function renderReport(title: string, runs: ReportRun[], intro = ''): stri
 </head><body>
 <h1>${esc(title)}</h1>
 <p>Rendered on ${esc(String(m.cpu))}, ${m.cores} cores, Node ${esc(String(m.node))}. ${intro}</p>
+${options.before ?? ''}
 ${origins.length ? `<ul>${origins.join('\n')}</ul>` : ''}
 <h2>Final figures</h2>
 <table><thead><tr><th>run</th><th>experts</th><th>top-k</th><th>capacity</th><th>steps</th><th>val loss</th><th>best val</th><th>train loss (last 50)</th><th>tokens/s (median)</th><th>wall s</th><th>dropped</th></tr></thead>
