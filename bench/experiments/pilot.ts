@@ -27,10 +27,11 @@ const program = new Command('experiment:pilot')
   .option('--lrs <list>', 'lr: peak learning rates', '1e-3,2e-3,4e-3')
   .option('--lr <x>', 'balance (and tokenizer): the peak learning rate', '2e-3')
   .option('--alphas <list>', 'balance: load-balancing coefficients', '0.001,0.01,0.1')
+  .option('--sparse-step <n>', 'a Switch layer every n FFN layers (the design\'s default: 1)')
   .option('--workers <n>', 'worker threads', '2')
   .parse();
 const [what] = program.args as [string];
-const o = program.opts<{ data: string; out: string; flops: string; tokenizers: string; tokenizer: string; steps: string; lrs: string; lr: string; alphas: string; workers: string }>();
+const o = program.opts<{ data: string; out: string; flops: string; tokenizers: string; tokenizer: string; steps: string; lrs: string; lr: string; alphas: string; sparseStep?: string; workers: string }>();
 const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
 const num = (s: string, what: string) => {
   const n = Number(s);
@@ -38,6 +39,7 @@ const num = (s: string, what: string) => {
   return n;
 };
 const TOKENS_PER_STEP = SCHEDULE.batch! * MODEL.context!;
+const model: Partial<ModelConfig> = { ...MODEL, ...(o.sparseStep !== undefined && { sparseStep: num(o.sparseStep, '--sparse-step') }) };
 
 interface Pilot { name: string; tokenizer: string; model: Partial<ModelConfig>; train: Partial<TrainConfig> }
 
@@ -53,16 +55,16 @@ function pilots(): Pilot[] {
       return list(o.tokenizers).map((tokenizer) => {
         const vocab = tokenizerFor(tokenizer, text).vocabSize;
         const perToken = trainingFlopsPerToken({ layers: 4, dModel: 128, dFF: 344, context: 128, vocabSize: vocab, numExperts: 0, topK: 1, sparseStep: 1, activation: 'swiglu' });
-        return { name: `tokenizer-${tokenizer}`, tokenizer, model: { ...MODEL, numExperts: 0 }, train: schedule(Math.max(10, Math.round(flops / perToken / TOKENS_PER_STEP)), lr) };
+        return { name: `tokenizer-${tokenizer}`, tokenizer, model: { ...model, numExperts: 0 }, train: schedule(Math.max(10, Math.round(flops / perToken / TOKENS_PER_STEP)), lr) };
       });
     }
     case 'lr':
       return list(o.lrs).flatMap((x) => [0, 8].map((E) => ({
-        name: `lr-${x}-${E ? `e${E}` : 'dense'}`, tokenizer: o.tokenizer, model: { ...MODEL, numExperts: E }, train: schedule(steps, num(x, '--lrs')),
+        name: `lr-${x}-${E ? `e${E}` : 'dense'}`, tokenizer: o.tokenizer, model: { ...model, numExperts: E }, train: schedule(steps, num(x, '--lrs')),
       })));
     case 'balance':
       return list(o.alphas).map((a) => ({
-        name: `balance-${a}`, tokenizer: o.tokenizer, model: { ...MODEL, numExperts: 8, auxLossCoef: Number(a) }, train: schedule(steps, lr),
+        name: `balance-${a}`, tokenizer: o.tokenizer, model: { ...model, numExperts: 8, auxLossCoef: Number(a) }, train: schedule(steps, lr),
       }));
     default:
       return program.error(`what to pilot: tokenizer, lr or balance, got '${what}'`);
@@ -70,7 +72,7 @@ function pilots(): Pilot[] {
 }
 
 const rows = [];
-const dir = join(o.out, what);
+const dir = join(o.out, what + (o.sparseStep !== undefined ? `-sparse-step-${o.sparseStep}` : ''));
 mkdirSync(dir, { recursive: true });
 for (const p of pilots()) {
   const out = join(dir, p.name);

@@ -2,8 +2,8 @@
 // FLOPs per token more experts reach a given quality in fewer steps, tested where it can hold: a
 // 71 MB corpus seen less than once, several million tokens a run (bench/experiments/design.ts).
 //
-// Every run shares the data order, steps, batch and learning-rate schedule: dense; dense with FFNs
-// as wide as 8 experts together (the same parameters as Switch E = 8, 8× the FFN FLOPs); Switch
+// Every run shares the data order, steps, batch and learning-rate schedule: dense; dense with the
+// parameters of Switch E = 8 (every FFN 4.5× as wide, 4.5× the FFN FLOPs: the upper bound); Switch
 // top-1 with E = 2 … 64 at capacity factor 1.25, and dropless at E = 8 and 64; top-2 at E = 8; then
 // two more seeds of dense and of the best Switch model. Runs go in order of what they tell, each in
 // its own run folder, and resume where they stopped: rerun the same command after an interruption.
@@ -23,14 +23,14 @@ import { MODEL, type RunSpec, SCHEDULE, SEEDS, dense, switchRun, trainingFlopsPe
 const program = new Command('experiment:switch-vs-dense')
   .description('dense against Switch Transformers at equal FLOPs per token, on a named corpus; resumable (rerun the same command)')
   .option('--data <name>', 'the corpus (a name from data/corpora, built with `npm run corpus`, or a file)', 'mix')
-  .option('--tokenizer <kind>', 'char, byte, gpt2 or gpt2-N', 'char')
-  .option('--steps <n>', 'training steps per run (batch 16 × 128 tokens)', '1500')
-  .option('--lr <x>', 'peak learning rate, every run (cosine to a tenth of it)', '2e-3')
+  .option('--tokenizer <kind>', 'char, byte, gpt2 or gpt2-N (gpt2-1024: docs/corpora.md)', 'gpt2-1024')
+  .option('--steps <n>', 'training steps per run (batch 16 × 128 tokens)', '2000')
+  .option('--lr <x>', 'peak learning rate, every run (cosine to a tenth of it; the pilots\' best for dense and Switch alike)', '2e-3')
   .option('--aux <x>', 'load-balancing coefficient α of every Switch run', '0.01')
   .option('--eval-every <n>', 'validation every n steps (20 batches)', '100')
   .option('--out <dir>', 'where the runs, results.json and report.html go', 'runs/switch-vs-dense-mix')
   .option('--only <names>', 'a comma-separated subset of the runs; best-seeds: the two more seeds of the best Switch model among them')
-  .option('--skip <names>', 'runs to leave out (e.g. dense-wide-x8, the most expensive)')
+  .option('--skip <names>', 'runs to leave out (e.g. dense-same-params-e8, the most expensive)')
   .option('--workers <n>', 'worker threads per run', '2')
   .option('--report-only', 'write results.json and report.html from the runs there, training nothing')
   .parse();
@@ -49,7 +49,7 @@ const only = o.only?.split(','), skip = o.skip?.split(',') ?? [];
 const TOKENS_PER_STEP = SCHEDULE.batch! * MODEL.context!;
 const COMMAND = `npm run experiment:switch-vs-dense -- ${process.argv.slice(2).join(' ')}`;
 
-/** The runs before the seeds: what each tells, most telling first; the wide dense model, 5× the cost of a run, last. */
+/** The runs before the seeds: what each tells, most telling first; the same-parameter dense model, 3× the cost of a run, last. */
 const FIRST: RunSpec[] = [
   dense(), switchRun(8), switchRun(2), switchRun(4), switchRun(16), switchRun(32), switchRun(64),
   switchRun(8, { capacityFactor: null }), switchRun(8, { topK: 2 }), switchRun(64, { capacityFactor: null }),
@@ -207,7 +207,7 @@ function writeResults(): void {
   writeFileSync(join(o.out, 'val-loss.svg'), headline);
   writeFileSync(join(o.out, 'val-loss-flops.svg'), byFlops);
 
-  const rows = results.map((r) => `<tr><td>${r.name}${r.best_switch ? ' (best)' : ''}</td><td>${r.experts || (r.same_params ? 'dense ×8 wide' : 'dense')}</td><td>${r.top_k}</td>`
+  const rows = results.map((r) => `<tr><td>${r.name}${r.best_switch ? ' (best)' : ''}</td><td>${r.experts || (r.same_params ? 'dense, E = 8\'s parameters' : 'dense')}</td><td>${r.top_k}</td>`
     + `<td>${r.experts ? r.capacity_factor ?? 'dropless' : '—'}</td><td>${r.seed}</td><td>${r.steps}${r.finished ? '' : ' (running)'}</td><td>${(r.parameters / 1e6).toFixed(2)}M</td>`
     + `<td>${(r.flops_per_token / 1e6).toFixed(2)}M</td><td><b>${r.val_loss?.toFixed(4) ?? '—'}</b></td><td>${r.steps_to_dense_final ?? '—'}</td>`
     + `<td>${r.speedup_steps ? `${r.speedup_steps.toFixed(2)}×` : '—'}</td><td>${r.speedup_seconds ? `${r.speedup_seconds.toFixed(2)}×` : '—'}</td>`
