@@ -3,7 +3,9 @@
 // (reST) or prose by their characters, routed through the model, and each Switch layer's
 // first choices are counted per domain: the share of each expert per domain, and how much knowing
 // the expert tells about the domain (mutual information over the domain's entropy: 0 when routing
-// ignores the domain, 1 when each expert serves one domain).
+// ignores the domain, 1 when each expert serves one domain). It also says how large the gate is
+// (the chosen expert's router probability, by which its output is scaled: 1/E for a uniform router)
+// and how much larger the experts' weights have grown than the dense FFNs' of the same model.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -41,6 +43,7 @@ const E = m.numExperts;
 // counts[layer][domain][expert], first choices
 const counts = layers.map(() => DOMAINS.map(() => new Float64Array(E)));
 const windows: Record<Domain, number> = { code: 0, markup: 0, prose: 0 };
+const gates = layers.map(() => ({ sum: 0, n: 0 }));
 for (const b of batches) {
   const out = await run.model.forward(b, { training: false });
   for (let row = 0; row < b.batch; row++) {
@@ -48,10 +51,21 @@ for (const b of batches) {
     windows[DOMAINS[d]!]++;
     out.switchStats.forEach((s, i) => {
       const k = s.expertIndex.length / (b.batch * b.context);
-      for (let t = row * b.context; t < (row + 1) * b.context; t++) counts[i]![d]![s.expertIndex[t * k]!]!++;
+      for (let t = row * b.context; t < (row + 1) * b.context; t++) {
+        counts[i]![d]![s.expertIndex[t * k]!]!++;
+        gates[i]!.sum += s.routerProbs[t * E + s.expertIndex[t * k]!]!;
+        gates[i]!.n++;
+      }
     });
   }
 }
+const rms = (name: string) => {
+  const p = run.model.params.list.find((x) => x.name === name);
+  return p ? Math.sqrt(p.data.reduce((s, v) => s + v * v, 0) / p.data.length) : NaN;
+};
+const denseLayers = Array.from({ length: m.layers }, (_, i) => i).filter((i) => !isSparseLayer(m, i));
+const denseOut = denseLayers.reduce((s, i) => s + rms(`layers.${i}.mlp.down.weight`), 0) / denseLayers.length;
+const denseIn = denseLayers.reduce((s, i) => s + rms(`layers.${i}.mlp.up.weight`), 0) / denseLayers.length;
 await run.model.dispose();
 
 const entropy = (p: number[]) => -p.reduce((h, x) => (x > 0 ? h + x * Math.log(x) : h), 0);
@@ -64,6 +78,9 @@ const result = layers.map((layer, i) => {
   byDomain.forEach((row, d) => row.forEach((n, e) => { if (n > 0) mi += (n / total) * Math.log((n / total) / (pDomain[d]! * pExpert[e]!)); }));
   return {
     layer, mutual_information: mi, domain_entropy: entropy(pDomain), normalised: mi / entropy(pDomain),
+    mean_gate: gates[i]!.sum / gates[i]!.n, uniform_gate: 1 / E,
+    /** RMS of the experts' weights over that of the dense FFNs' (NaN in a model with no dense FFN). */
+    w_out_vs_dense: rms(`layers.${layer}.moe.w_out`) / denseOut, w_in_vs_dense: rms(`layers.${layer}.moe.w_in`) / denseIn,
     share: Object.fromEntries(DOMAINS.map((d, j) => {
       const row = byDomain[j]!, n = row.reduce((a, b) => a + b, 0);
       return [d, Array.from(row, (x) => Number((x / Math.max(1, n)).toFixed(4)))];
@@ -77,4 +94,6 @@ printTable(result.flatMap((r) => DOMAINS.map((d) => {
   const share = r.share[d]!, top = share.map((x, e) => [x, e] as const).sort((a, b) => b[0] - a[0]).slice(0, 3);
   return { layer: r.layer, domain: d, top_experts: top.map(([x, e]) => `${e}:${(100 * x).toFixed(0)}%`).join(' '), 'I(domain;expert)/H(domain)': r.normalised };
 })), ['layer', 'domain', 'top_experts', 'I(domain;expert)/H(domain)']);
+printTable(result.map((r) => ({ layer: r.layer, mean_gate: r.mean_gate, uniform_gate: r.uniform_gate, w_out_vs_dense: r.w_out_vs_dense, w_in_vs_dense: r.w_in_vs_dense })),
+  ['layer', 'mean_gate', 'uniform_gate', 'w_out_vs_dense', 'w_in_vs_dense']);
 console.log(`wrote ${file}`);

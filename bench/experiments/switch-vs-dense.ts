@@ -47,7 +47,8 @@ const steps = positive(o.steps, '--steps', true), lr = positive(o.lr, '--lr'), a
 if (!(aux >= 0)) program.error(`--aux: expected a number ≥ 0, got '${o.aux}'`);
 const only = o.only?.split(','), skip = o.skip?.split(',') ?? [];
 const TOKENS_PER_STEP = SCHEDULE.batch! * MODEL.context!;
-const COMMAND = `npm run experiment:switch-vs-dense -- ${process.argv.slice(2).join(' ')}`;
+// The command that trains the runs (a --report-only rendering names the training command, not itself).
+const COMMAND = `npm run experiment:switch-vs-dense -- ${process.argv.slice(2).filter((a) => a !== '--report-only').join(' ')}`;
 
 /** The runs before the seeds: what each tells, most telling first; the same-parameter dense model, 3× the cost of a run, last. */
 const FIRST: RunSpec[] = [
@@ -230,6 +231,17 @@ ${spread ? `<h3>Seed spread of the final validation loss</h3><ul>${spread}</ul>`
   writeFileSync(join(o.out, 'report.html'), renderReport(`Switch vs dense on ${o.data}: ${steps} steps`, runs.map((r) => r.report),
     'Loss curves, routing and expert load of every run below; expert-load heatmaps for switch-e8, switch-e64 and the best Switch model.',
     { before, heatmapsFor: (r) => heatmapsFor.has(r.name) }));
+  // The same table in Markdown, for the write-up.
+  const md = [
+    `Command: \`${COMMAND}\` (${machine().cpu}, ${machine().cores} cores, Node ${process.version}). Dense's final loss, mean of its finished seeds: ${Number.isFinite(denseFinal) ? denseFinal.toFixed(4) : '—'}.`,
+    '',
+    '| run | experts | top-k | capacity | seed | steps | parameters | FLOPs/token | val loss | steps to dense\'s final | speed-up (steps) | speed-up (s) | dropped | wall s |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    ...results.map((r) => `| ${r.name}${r.best_switch ? ' (best)' : ''} | ${r.experts || (r.same_params ? 'dense (E = 8\'s parameters)' : 'dense')} | ${r.top_k} | ${r.experts ? r.capacity_factor ?? 'dropless' : '—'} | ${r.seed} `
+      + `| ${r.steps}${r.finished ? '' : ' (running)'} | ${(r.parameters / 1e6).toFixed(2)} M | ${(r.flops_per_token / 1e6).toFixed(2)} M | ${r.val_loss?.toFixed(4) ?? '—'} | ${r.steps_to_dense_final ?? '—'} `
+      + `| ${r.speedup_steps ? `${r.speedup_steps.toFixed(2)}×` : '—'} | ${r.speedup_seconds ? `${r.speedup_seconds.toFixed(2)}×` : '—'} | ${(100 * r.dropped_fraction).toFixed(2)}% | ${Math.round(r.wall_s)} |`),
+  ];
+  writeFileSync(join(o.out, 'summary.md'), md.join('\n') + '\n');
   printTable(results.map((r) => ({
     run: r.name, steps: r.steps, val_loss: r.val_loss ?? NaN, steps_to_dense_final: r.steps_to_dense_final ?? '—',
     speedup: r.speedup_steps ?? '—', dropped_pct: 100 * r.dropped_fraction, wall_s: Math.round(r.wall_s),
