@@ -50,13 +50,16 @@ const TOKENS_PER_STEP = SCHEDULE.batch! * MODEL.context!;
 // The command that trains the runs (a --report-only rendering names the training command, not itself).
 const COMMAND = `npm run experiment:switch-vs-dense -- ${process.argv.slice(2).filter((a) => a !== '--report-only').join(' ')}`;
 
-/** The runs before the seeds: what each tells, most telling first; the same-parameter dense model, 3× the cost of a run, last. */
+/**
+ * The runs before the best Switch model's seeds, most telling first: dense and the experts sweep,
+ * dense's seed noise, the same-parameter upper bound (3× the cost of a run), then capacity and routing.
+ */
 const FIRST: RunSpec[] = [
   dense(), switchRun(8), switchRun(2), switchRun(4), switchRun(16), switchRun(32), switchRun(64),
+  dense(SEEDS[1]), dense(SEEDS[2]), wideDense(8),
   switchRun(8, { capacityFactor: null }), switchRun(8, { topK: 2 }), switchRun(64, { capacityFactor: null }),
-  dense(SEEDS[1]), dense(SEEDS[2]),
 ];
-const LAST: RunSpec[] = [wideDense(8)];
+const LAST: RunSpec[] = [];
 
 mkdirSync(o.out, { recursive: true });
 const progress = (line: string) => {
