@@ -156,10 +156,10 @@ function routingCharts(runs: ReportRun[]): string[] {
     if (withRouting.length > 1) return [{ name: r.name, points: evals.map((l) => [l.step, mean(l.routing!.map(f))] as [number, number]) }];
     return evals[0]!.routing!.map((x, i) => ({ name: `layer ${x.layer}`, points: evals.map((l) => [l.step, f(l.routing![i]!)] as [number, number]) }));
   });
-  const over = withRouting.length > 1 ? ' (mean over Switch layers)' : '';
+  const over = withRouting.length > 1 ? ' (mean over layers)' : '';
   return [
     lineChart(`Router entropy at each evaluation${over}`, 'step', 'nats per token', series((x) => x.entropy)),
-    lineChart(`Busiest expert against an even split (max/mean) at each evaluation${over}`, 'step', 'overload factor', series((x) => x.overload)),
+    lineChart(`Overload, busiest expert / mean, at each evaluation${over}`, 'step', 'max / mean', series((x) => x.overload)),
   ];
 }
 

@@ -27,7 +27,7 @@ describe('the run report', () => {
     const html = renderReport('test run', [readRun(await trained, 'tiny-test')]);
     expect(html).toMatch(/<td>tiny-test<\/td><td>4<\/td><td>1<\/td><td>1.25<\/td><td>12<\/td><td><b>\d\.\d{4}<\/b>/);
     for (const title of ['Validation loss against steps', 'Validation loss against wall time', 'Training loss', 'Dropped token assignments',
-      'Router entropy at each evaluation', 'Busiest expert against an even split (max/mean) at each evaluation']) {
+      'Router entropy at each evaluation', 'Overload, busiest expert / mean, at each evaluation']) {
       expect(html).toContain(`aria-label="${title}`);
     }
     expect(html.match(/aria-label="tiny-test: share of tokens per expert, layer \d/g))
