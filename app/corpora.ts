@@ -70,7 +70,12 @@ export function readManifest(name: string, manifests = MANIFEST_DIR): CorpusMani
   if (!NAME.test(name) || !existsSync(file)) {
     throw new Error(`no corpus named '${name}' (known: ${corpusNames(manifests).join(', ') || 'none'}; manifests in ${manifests})`);
   }
-  const m = JSON.parse(readFileSync(file, 'utf8')) as CorpusManifest;
+  let m: CorpusManifest;
+  try {
+    m = JSON.parse(readFileSync(file, 'utf8')) as CorpusManifest;
+  } catch (cause) {
+    throw new Error(`${file}: not valid JSON (${(cause as Error).message})`, { cause });
+  }
   if (m.name !== name) throw new Error(`${file}: names the corpus '${m.name}', not '${name}'`);
   if (!Array.isArray(m.sources) || m.sources.length === 0) throw new Error(`${file}: no sources`);
   return m;

@@ -149,5 +149,7 @@ describe('--data NAME', () => {
     const p = places();
     mkdirSync(join(p.manifests, 'sub'));
     expect(() => readManifest('other', p.manifests)).toThrow(`no corpus named 'other' (known: toy; manifests in ${p.manifests})`);
+    writeFileSync(join(p.manifests, 'broken.json'), '{ "name": ');
+    expect(() => readManifest('broken', p.manifests)).toThrow(/broken\.json: not valid JSON/);
   });
 });
