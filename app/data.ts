@@ -2,10 +2,13 @@
 // and validation, and batches of random windows. Every batch is drawn from an Rng keyed by seed and
 // step (or validation index), so a resumed run sees exactly the data it would have seen.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, relative, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Rng } from '../model/rng.js';
+import { defaultCacheDir } from './calibration-file.js';
+import { corpusNames, namedCorpusPath, readManifest } from './corpora.js';
+import { writeFileAtomic } from './files.js';
 import type { Tokenizer } from './tokenizer.js';
 
 // This module runs as app/data.ts (tests) and as dist/app/data.js (built CLI): one level deeper.
@@ -35,29 +38,53 @@ export function loadCorpus(path: string = DEFAULT_CORPUS): { text: string; sourc
 }
 
 /**
- * A run's corpus as its config.json records it, so the run folder can move: the embedded corpus by
- * name, a file by its path relative to the run folder; either way checked by its checksum.
+ * A run's corpus as its config.json records it, so the run folder can move: the embedded corpus or
+ * a built named corpus (app/corpora.ts) by name, a file by its path relative to the run folder;
+ * either way checked by its checksum.
  */
 export interface CorpusRef { name: string; path?: string; sha256: string }
 
 const EMBEDDED = 'tinyshakespeare';
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 
-/** The corpus at `file` (default: the embedded one) and how a run in `runDir` records it. */
-export function corpusRef(file: string | undefined, runDir: string): { ref: CorpusRef; text: string } {
-  const { text } = loadCorpus(file);
-  const ref = file === undefined ? { name: EMBEDDED, sha256: sha256(text) }
-    : { name: basename(file), path: relative(resolve(runDir), resolve(file)), sha256: sha256(text) };
-  return { ref, text };
+/** Where to look for named corpora: the manifests and the built texts (tests point them elsewhere). */
+export interface CorpusPlaces { manifests?: string; dir?: string }
+
+/**
+ * The corpus `data` names (default: the embedded one) and how a run in `runDir` records it. `data`
+ * is a corpus name (`tinyshakespeare`, or a manifest in data/corpora, built) or a file.
+ */
+export function corpusRef(data: string | undefined, runDir: string, places: CorpusPlaces = {}): { ref: CorpusRef; text: string } {
+  if (data === undefined || data === EMBEDDED) {
+    const { text } = loadCorpus();
+    return { ref: { name: EMBEDDED, sha256: sha256(text) }, text };
+  }
+  const named = namedCorpusPath(data, places);
+  if (named !== undefined) {
+    const { text } = loadCorpus(named);
+    const pinned = readManifest(data, places.manifests).output?.sha256;
+    if (pinned !== undefined && sha256(text) !== pinned) {
+      throw new Error(`${named} is not the corpus '${data}' its manifest pins (sha256 ${pinned.slice(0, 12)}…); build it again with \`npm run corpus -- --name ${data}\``);
+    }
+    return { ref: { name: data, sha256: sha256(text) }, text };
+  }
+  if (!existsSync(data) && /^[a-z0-9][a-z0-9_-]*$/.test(data)) {
+    throw new Error(`${data}: no such file, and no corpus of that name (corpora: ${[EMBEDDED, ...corpusNames(places.manifests)].join(', ')})`);
+  }
+  const { text } = loadCorpus(data);
+  return { ref: { name: basename(data), path: relative(resolve(runDir), resolve(data)), sha256: sha256(text) }, text };
 }
 
 /**
  * The corpus a run recorded, found again: at `given` (a file the user points at, which must be the
- * same text), at its recorded path relative to `runDir`, or embedded. Older runs recorded a path.
+ * same text), at its recorded path relative to `runDir`, embedded, or built by name. Older runs
+ * recorded a path.
  */
-export function findCorpus(ref: CorpusRef | string, runDir: string, given?: string): { text: string; source: string } {
+export function findCorpus(ref: CorpusRef | string, runDir: string, given?: string, places: CorpusPlaces = {}): { text: string; source: string } {
+  if (given !== undefined) given = given === EMBEDDED ? DEFAULT_CORPUS : namedCorpusPath(given, places) ?? given;
   if (typeof ref === 'string') return loadCorpus(given ?? ref);
-  const at = given ?? (ref.path !== undefined ? resolve(runDir, ref.path) : DEFAULT_CORPUS);
+  const at = given ?? (ref.path !== undefined ? resolve(runDir, ref.path) : ref.name === EMBEDDED ? DEFAULT_CORPUS : namedCorpusPath(ref.name, places));
+  if (at === undefined) throw new Error(`the run's corpus ${ref.name} is neither a file nor a known corpus name; point at a copy of it with --data FILE`);
   if (!existsSync(at)) {
     throw new Error(`the run's corpus ${ref.name} (sha256 ${ref.sha256.slice(0, 12)}…) is not at ${at}`
       + `${ref.path !== undefined ? ` (config.json: data.path, relative to ${runDir})` : ''}; point at a copy of it with --data FILE`);
@@ -95,7 +122,7 @@ export interface Dataset { tokenizer: Tokenizer; train: Int32Array; val: Int32Ar
 
 /** Encodes `text` and splits it as nanoGPT's prepare.py: the first int(0.9·n) tokens train, the rest validate. */
 export function makeDataset(text: string, tokenizer: Tokenizer, source?: string): Dataset {
-  const tokens = tokenizer.encode(text);
+  const tokens = encodeCached(text, tokenizer);
   const split = Math.floor(tokens.length * 0.9);
   if (split === 0 || split === tokens.length) {
     throw new RangeError(
@@ -104,6 +131,37 @@ export function makeDataset(text: string, tokenizer: Tokenizer, source?: string)
     );
   }
   return { tokenizer, train: tokens.subarray(0, split), val: tokens.subarray(split) };
+}
+
+/** Texts at least this long have their token ids kept in the cache folder. */
+export const TOKEN_CACHE_MIN_CHARS = 4_000_000;
+
+/**
+ * tokenizer.encode(text), kept for a large corpus in $SWITCHYARD_CACHE/tokens (BPE encodes ~0.5 MB/s
+ * here: minutes for a corpus of tens of MB). The file is named by the text's and the tokenizer's
+ * checksums and ends with the sha256 of its ids, so a damaged one is encoded afresh, never read.
+ */
+export function encodeCached(text: string, tokenizer: Tokenizer, dir = join(defaultCacheDir(), 'tokens')): Int32Array {
+  if (text.length < TOKEN_CACHE_MIN_CHARS) return tokenizer.encode(text);
+  const file = join(dir, `${sha256(`${JSON.stringify(tokenizer.spec())}\n${sha256(text)}`).slice(0, 32)}.i32`);
+  if (existsSync(file)) {
+    const bytes = readFileSync(file);
+    const body = bytes.subarray(0, bytes.length - 32);
+    if (bytes.length > 32 && body.length % 4 === 0 && createHash('sha256').update(body).digest().equals(bytes.subarray(body.length))) {
+      const ids = new Int32Array(body.length / 4);
+      new Uint8Array(ids.buffer).set(body);
+      return ids;
+    }
+  }
+  const ids = tokenizer.encode(text);
+  const body = new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength);
+  try {
+    mkdirSync(dir, { recursive: true });
+    writeFileAtomic(file, Buffer.concat([body, createHash('sha256').update(body).digest()]));
+  } catch {
+    // An unwritable cache only costs encoding again next time.
+  }
+  return ids;
 }
 
 /** Rows of `context` tokens, [batch × context] row-major; targets are the inputs shifted by one token. */

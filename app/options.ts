@@ -5,6 +5,7 @@
 import { EXPERT_BACKENDS } from '../engine/devices.js';
 import { GPUJS_MODES } from '../kernels/gpujs/device.js';
 import { ARCHITECTURES, PRESETS } from '../model/config.js';
+import { type TokenizerSpec, parseTokenizerChoice, tokenizerChoice } from './tokenizer.js';
 
 /** What a check returns for a bad value: what is accepted. */
 type Check = (v: unknown) => string | undefined;
@@ -38,7 +39,10 @@ export const TRAIN_OPTIONS: readonly OptionSpec[] = [
   { path: 'preset', flag: '--preset', kind: 'run', check: oneOf(Object.keys(PRESETS)), parse: String },
   { path: 'arch', flag: '--arch', kind: 'run', check: oneOf(Object.keys(ARCHITECTURES)), parse: String },
   { path: 'data', flag: '--data', kind: 'run', check: text, parse: String },
-  { path: 'tokenizer', flag: '--tokenizer', kind: 'run', check: oneOf(['char', 'byte']), parse: String },
+  {
+    path: 'tokenizer', flag: '--tokenizer', kind: 'run', parse: String,
+    check: (v) => { try { parseTokenizerChoice(v as string); return undefined; } catch { return 'expected char, byte, gpt2 or gpt2-N (256 ≤ N ≤ 50256)'; } },
+  },
   { path: 'model.numExperts', flag: '--experts', kind: 'run', check: wholeAtLeast(0) },
   {
     path: 'model.capacityFactor', flag: '--capacity-factor', kind: 'run',
@@ -106,7 +110,7 @@ export interface DefinedRun {
   preset?: string;
   model: object;
   train: { seed: number };
-  tokenizer: { kind: string };
+  tokenizer: TokenizerSpec;
 }
 
 /**
@@ -118,7 +122,7 @@ export function runChanges(o: object, run: DefinedRun): string[] {
   const differs = (path: string, v: unknown): boolean => {
     if (path === 'preset') return v !== (run.preset ?? 'tiny');
     if (path === 'arch') return Object.entries(ARCHITECTURES[v as keyof typeof ARCHITECTURES]).some(([k, x]) => (run.model as Record<string, unknown>)[k] !== x);
-    if (path === 'tokenizer') return v !== run.tokenizer.kind;
+    if (path === 'tokenizer') return v !== tokenizerChoice(run.tokenizer);
     if (path === 'data') return false;
     if (path === 'train.seed') return v !== run.train.seed;
     return v !== (run.model as Record<string, unknown>)[path.slice('model.'.length)];

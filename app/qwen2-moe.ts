@@ -101,6 +101,9 @@ export function bytesToUnicode(): string[] {
 
 /** A tokenizers-library tokenizer.json for our char or byte vocabulary: a BPE with no merges. */
 export function tokenizerJson(spec: TokenizerSpec): object {
+  if (spec.kind === 'bpe') {
+    throw new Error(`export: a run with the ${spec.encoding}-${spec.vocab} BPE tokenizer cannot be exported yet (its tokenizer.json needs GPT-2's merges); export runs with a char or byte tokenizer`);
+  }
   const base = { version: '1.0', truncation: null, padding: null, added_tokens: [], normalizer: null, post_processor: null };
   const bpe = (vocab: Record<string, number>) => ({
     type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,

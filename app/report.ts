@@ -9,6 +9,7 @@ import { localInference } from './inference.js';
 import { pieceDecoder } from './tokenizer.js';
 import type { ModelConfig } from '../model/config.js';
 import { machine } from './machine.js';
+import { DEAD_EXPERT_STEPS, type LayerRouting } from './routing-stats.js';
 import { color, heatmap, lineChart, type Series } from './svg.js';
 
 export interface LogLine {
@@ -16,6 +17,10 @@ export interface LogLine {
   dropped_fraction: number; expert_load: number[][];
   /** On the first step of each training session: the kernels and worker threads it ran on. */
   kernels?: string; workers?: number;
+  /** On evaluation lines of a Switch model: each Switch layer's routing on the validation batches. */
+  routing?: LayerRouting[];
+  /** Dead experts found at this step. */
+  warnings?: string[];
 }
 
 /** What a reader needs to know of where a run came from. */
@@ -103,7 +108,16 @@ ${lines}
 <p>${legend}</p>`;
 }
 
-export function renderReport(title: string, runs: ReportRun[], intro = '', extra = ''): string {
+export interface ReportOptions {
+  /** HTML placed after the introduction (an experiment's own tables and charts). */
+  before?: string;
+  /** Which runs get expert-load heatmaps (default: every Switch run). */
+  heatmapsFor?: (run: ReportRun) => boolean;
+  /** HTML placed at the end (a prompt's routing). */
+  after?: string;
+}
+
+export function renderReport(title: string, runs: ReportRun[], intro = '', options: ReportOptions = {}): string {
   const valSeries = (x: (l: LogLine) => number): Series[] =>
     runs.map((r) => ({ name: r.name, points: r.log.filter((l) => l.val_loss !== undefined).map((l) => [x(l), l.val_loss!]) }));
   const charts = [
@@ -121,7 +135,8 @@ export function renderReport(title: string, runs: ReportRun[], intro = '', extra
     const points = byCapacity.map((r) => [r.model.capacityFactor!, finalFigures(r).droppedFraction] as [number, number]).sort((a, b) => a[0] - b[0]);
     charts.push(lineChart('Dropped fraction against capacity factor', 'capacity factor', 'mean fraction dropped', [{ name: 'runs', points }]));
   }
-  const heatmaps = sparse.flatMap((r) => {
+  charts.push(...routingCharts(sparse));
+  const heatmaps = sparse.filter((r) => options.heatmapsFor?.(r) ?? true).flatMap((r) => {
     const columns = Math.min(40, r.log.length), size = Math.ceil(r.log.length / columns);
     const bins = Array.from({ length: Math.ceil(r.log.length / size) }, (_, b) => r.log.slice(b * size, (b + 1) * size));
     const sparseLayers = Array.from({ length: r.model.layers }, (_, i) => i).filter((i) => (i + 1) % r.model.sparseStep === 0);
@@ -152,6 +167,7 @@ export function renderReport(title: string, runs: ReportRun[], intro = '', extra
 </head><body>
 <h1>${esc(title)}</h1>
 <p>Rendered on ${esc(String(m.cpu))}, ${m.cores} cores, Node ${esc(String(m.node))}. ${intro}</p>
+${options.before ?? ''}
 ${origins.length ? `<ul>${origins.join('\n')}</ul>` : ''}
 ${runs.length === 0 ? '' : `<h2>Final figures</h2>
 <table><thead><tr><th>run</th><th>experts</th><th>top-k</th><th>capacity</th><th>steps</th><th>val loss</th><th>best val</th><th>train loss (last 50)</th><th>tokens/s (median)</th><th>wall s</th><th>dropped</th></tr></thead>
@@ -159,9 +175,49 @@ ${runs.length === 0 ? '' : `<h2>Final figures</h2>
 ${rows}
 </tbody></table>
 ${charts.map((c) => `<figure>${c}</figure>`).join('\n')}
+${routingTable(sparse)}
 ${heatmaps.length ? '<h2>Expert load over training</h2>' : ''}
 ${heatmaps.map((c) => `<figure>${c}</figure>`).join('\n')}`}
-${extra}
+${options.after ?? ''}
 </body></html>
 `;
+}
+
+/** Router entropy and the max/mean overload at each evaluation: per layer for one run, the mean over layers for several. */
+function routingCharts(runs: ReportRun[]): string[] {
+  const withRouting = runs.filter((r) => r.log.some((l) => l.routing));
+  if (withRouting.length === 0) return [];
+  const series = (f: (x: LayerRouting) => number): Series[] => withRouting.flatMap((r) => {
+    const evals = r.log.filter((l) => l.routing);
+    if (withRouting.length > 1) return [{ name: r.name, points: evals.map((l) => [l.step, mean(l.routing!.map(f))] as [number, number]) }];
+    return evals[0]!.routing!.map((x, i) => ({ name: `layer ${x.layer}`, points: evals.map((l) => [l.step, f(l.routing![i]!)] as [number, number]) }));
+  });
+  const over = withRouting.length > 1 ? ' (mean over layers)' : '';
+  return [
+    lineChart(`Router entropy at each evaluation${over}`, 'step', 'nats per token', series((x) => x.entropy)),
+    lineChart(`Overload, busiest expert / mean, at each evaluation${over}`, 'step', 'max / mean', series((x) => x.overload)),
+  ];
+}
+
+/** Each Switch layer's routing at the last evaluation, and the dead-expert warnings. */
+function routingTable(runs: ReportRun[]): string {
+  const rows = runs.flatMap((r) => {
+    const last = [...r.log].reverse().find((l) => l.routing);
+    return (last?.routing ?? []).map((x) => {
+      const E = x.load.length, shares = x.load.map((s) => s * E);
+      const dead = x.dead.length ? x.dead.map((d) => `${d.expert} (${d.idle_steps} steps)`).join(', ') : 'none';
+      return `<tr><td>${esc(r.name)}</td><td>${x.layer}</td><td>${last!.step}</td><td>${x.entropy.toFixed(3)} of ${Math.log(E).toFixed(3)}</td>`
+        + `<td>${x.overload.toFixed(2)} (max ${x.overload_max.toFixed(2)})</td><td>${Math.min(...shares).toFixed(2)}–${Math.max(...shares).toFixed(2)}×</td>`
+        + `<td>${(100 * x.dropped_fraction).toFixed(2)}%</td><td>${(100 * Math.max(...x.dropped)).toFixed(1)}%</td><td>${esc(dead)}</td></tr>`;
+    });
+  });
+  if (rows.length === 0) return '';
+  const warnings = runs.flatMap((r) => r.log.flatMap((l) => (l.warnings ?? []).map((w) => `<li><b>${esc(r.name)}</b>, step ${l.step}: ${esc(w)}</li>`)));
+  return `<h2>Routing at the last evaluation (validation batches)</h2>
+<table><thead><tr><th>run</th><th>layer</th><th>step</th><th>router entropy (nats, of log E)</th><th>overload max/mean</th><th>expert load (min–max, × even)</th><th>dropped</th><th>worst expert dropped</th><th>dead experts</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody></table>
+<h3>Dead experts</h3>
+${warnings.length ? `<ul>${warnings.slice(0, 50).join('\n')}${warnings.length > 50 ? `<li>… and ${warnings.length - 50} more</li>` : ''}</ul>` : `<p>No expert went without a first-choice token for ${DEAD_EXPERT_STEPS} steps.</p>`}`;
 }

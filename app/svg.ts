@@ -1,6 +1,11 @@
 // Small SVG charts for the self-contained HTML reports: no scripts, no fonts to fetch, no network.
 
-export interface Series { name: string; points: [number, number][] }
+export interface Series {
+  name: string;
+  points: [number, number][];
+  /** A shaded range around the line, [x, low, high] (the spread over seeds). */
+  band?: [number, number, number][];
+}
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 export const color = (i: number): string => PALETTE[i % PALETTE.length]!;
@@ -20,7 +25,9 @@ function ticks(lo: number, hi: number, count = 5): number[] {
 
 export function lineChart(title: string, xLabel: string, yLabel: string, series: Series[], width = 640, height = 320): string {
   const m = { l: 56, r: 150, t: 28, b: 40 };
-  const all = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  height = Math.max(height, m.t + m.b + 18 * series.length); // room for every legend entry
+  const all = series.flatMap((s) => [...s.points, ...(s.band ?? []).flatMap(([x, lo, hi]) => [[x, lo], [x, hi]] as [number, number][])])
+    .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
   if (all.length === 0) return `<p>${esc(title)}: no data</p>`;
   const [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))];
   const [y0, y1] = [Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1]))];
@@ -35,8 +42,12 @@ export function lineChart(title: string, xLabel: string, yLabel: string, series:
     const pts = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     const d = pts.map(([x, y], j) => `${j ? 'L' : 'M'}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join('');
     const dots = pts.length <= 40 ? pts.map(([x, y]) => `<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="2.5" fill="${color(i)}"/>`).join('') : '';
+    const band = (s.band ?? []).filter((p) => p.every(Number.isFinite));
+    const area = band.length > 1
+      ? `<path d="${[...band.map(([x, , hi], j) => `${j ? 'L' : 'M'}${X(x).toFixed(1)},${Y(hi).toFixed(1)}`), ...[...band].reverse().map(([x, lo]) => `L${X(x).toFixed(1)},${Y(lo).toFixed(1)}`)].join('')}Z" fill="${color(i)}" fill-opacity="0.18" stroke="none"/>`
+      : '';
     const legend = `<rect x="${m.l + w + 12}" y="${m.t + i * 18}" width="12" height="3" fill="${color(i)}"/><text x="${m.l + w + 30}" y="${m.t + i * 18 + 5}">${esc(s.name)}</text>`;
-    return `<path d="${d}" fill="none" stroke="${color(i)}" stroke-width="1.6"/>${dots}${legend}`;
+    return `${area}<path d="${d}" fill="none" stroke="${color(i)}" stroke-width="1.6"/>${dots}${legend}`;
   }).join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" role="img" aria-label="${esc(title)}">`
     + `<style>text{font:11px sans-serif;fill:#333}.grid{stroke:#e4e4e4}.title{font:bold 13px sans-serif}</style>`

@@ -1,10 +1,45 @@
-// Tokenizers turn text into token ids and back. Both are deliberately simple, as in nanoGPT's
-// shakespeare_char example: raw UTF-8 bytes, or the distinct characters of a corpus. A tokenizer
-// is described by a JSON-serialisable spec so that a checkpoint can rebuild exactly the same one.
+// Tokenizers turn text into token ids and back: raw UTF-8 bytes, or the distinct characters of a
+// corpus (nanoGPT's shakespeare_char), or GPT-2's byte-level BPE (js-tiktoken's encoder with
+// GPT-2's ranks), optionally cut to its first N tokens. A tokenizer is described by a
+// JSON-serialisable spec so that a checkpoint can rebuild exactly the same one.
+import { Tiktoken } from 'js-tiktoken/lite';
+import gpt2Ranks from 'js-tiktoken/ranks/gpt2';
 
-export type TokenizerKind = 'byte' | 'char';
+export type TokenizerKind = 'byte' | 'char' | 'bpe';
 
-export interface TokenizerSpec { kind: TokenizerKind; chars?: string }
+export interface TokenizerSpec {
+  kind: TokenizerKind;
+  /** char: the vocabulary, in id order. */
+  chars?: string;
+  /** bpe: whose merges ('gpt2'). */
+  encoding?: 'gpt2';
+  /** bpe: the vocabulary's size, the first `vocab` tokens in rank order (the 256 bytes, then merges). */
+  vocab?: number;
+}
+
+/**
+ * What `--tokenizer` accepts: char, byte, gpt2 (GPT-2's 50,256 byte-level BPE tokens; its
+ * <|endoftext|> is not used) or gpt2-N (its first N tokens: the 256 bytes and its first N − 256 merges).
+ */
+export type TokenizerChoice = 'char' | 'byte' | 'gpt2' | `gpt2-${number}`;
+
+export const GPT2_TOKENS = 50_256;
+
+/** The tokenizer a choice names, as a spec (char needs the corpus: its chars are filled in by charTokenizer). */
+export function parseTokenizerChoice(choice: string): { kind: TokenizerKind; vocab?: number } {
+  if (choice === 'char' || choice === 'byte') return { kind: choice };
+  const m = /^gpt2(?:-(\d+))?$/.exec(choice);
+  const vocab = m ? (m[1] === undefined ? GPT2_TOKENS : Number(m[1])) : NaN;
+  if (!(vocab >= 256 && vocab <= GPT2_TOKENS)) {
+    throw new RangeError(`tokenizer: expected char, byte, gpt2 or gpt2-N with 256 ≤ N ≤ ${GPT2_TOKENS}, got '${choice}'`);
+  }
+  return { kind: 'bpe', vocab };
+}
+
+/** The choice that makes a spec's tokenizer again (for comparing a resume's --tokenizer with the run's). */
+export function tokenizerChoice(spec: TokenizerSpec): string {
+  return spec.kind === 'bpe' ? (spec.vocab === GPT2_TOKENS ? 'gpt2' : `gpt2-${spec.vocab}`) : spec.kind;
+}
 
 export interface Tokenizer {
   readonly kind: TokenizerKind;
@@ -58,7 +93,8 @@ function tokenizerOfChars(chars: string[]): Tokenizer {
     kind: 'char',
     vocabSize: chars.length,
     encode(text) {
-      const out: number[] = [];
+      // At most one id per UTF-16 unit; a typed array, since a corpus may be tens of millions of characters.
+      const out = new Int32Array(text.length);
       let position = 0;
       // for..of walks code points, so an astral character is one token, as it is in the vocabulary.
       for (const ch of text) {
@@ -68,10 +104,9 @@ function tokenizerOfChars(chars: string[]): Tokenizer {
             `char tokenizer: '${ch}' (${codePoint(ch)}) at position ${position} is not in the vocabulary of ${chars.length} characters`,
           );
         }
-        out.push(id);
-        position++;
+        out[position++] = id;
       }
-      return Int32Array.from(out);
+      return position === text.length ? out : out.slice(0, position);
     },
     decode(tokens) {
       let text = '';
@@ -83,6 +118,52 @@ function tokenizerOfChars(chars: string[]): Tokenizer {
     },
     spec: () => ({ kind: 'char', chars: joined }),
   };
+}
+
+/** GPT-2's tokens in rank order, base64 (parsed once). */
+let gpt2Tokens: string[] | undefined;
+function gpt2RankTokens(): string[] {
+  if (!gpt2Tokens) {
+    const tokens: string[] = [];
+    for (const line of gpt2Ranks.bpe_ranks.split('\n').filter(Boolean)) {
+      const [, offset, ...rest] = line.split(' ');
+      rest.forEach((t, i) => { tokens[Number(offset) + i] = t; });
+    }
+    gpt2Tokens = tokens;
+  }
+  return gpt2Tokens;
+}
+
+/**
+ * GPT-2's byte-level BPE (js-tiktoken, GPT-2's pattern and ranks) over its first `vocab` tokens:
+ * the 256 bytes and the first vocab − 256 merges. Merges apply in rank order, so cutting the rank
+ * table is the BPE stopped after that many merges; any text encodes, byte by byte at worst.
+ */
+export function gpt2Tokenizer(vocab: number = GPT2_TOKENS): Tokenizer {
+  if (!Number.isInteger(vocab) || vocab < 256 || vocab > GPT2_TOKENS) {
+    throw new RangeError(`gpt2 tokenizer: vocab must be a whole number in 256..${GPT2_TOKENS}, got ${vocab}`);
+  }
+  const encoder = new Tiktoken({ pat_str: gpt2Ranks.pat_str, special_tokens: {}, bpe_ranks: `! 0 ${gpt2RankTokens().slice(0, vocab).join(' ')}` });
+  return {
+    kind: 'bpe',
+    vocabSize: vocab,
+    encode: (text) => Int32Array.from(encoder.encode(text, [], [])),
+    decode(ids) {
+      const list: number[] = [];
+      for (let i = 0; i < ids.length; i++) {
+        checkId(ids[i]!, vocab, 'bpe');
+        list.push(ids[i]!);
+      }
+      return encoder.decode(list);
+    },
+    spec: () => ({ kind: 'bpe', encoding: 'gpt2', vocab }),
+  };
+}
+
+/** A new run's tokenizer: the choice, fitted to the corpus where it needs one (char). */
+export function tokenizerFor(choice: string, corpus: string): Tokenizer {
+  const { kind, vocab } = parseTokenizerChoice(choice);
+  return kind === 'char' ? charTokenizer(corpus) : kind === 'byte' ? byteTokenizer() : gpt2Tokenizer(vocab);
 }
 
 /** Rebuilds a tokenizer from a spec read back from a checkpoint, which may have been edited or damaged. */
@@ -104,8 +185,14 @@ export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
       // Keep the stored order: it is what the checkpoint's embedding rows were trained against.
       return tokenizerOfChars(chars);
     }
+    case 'bpe':
+      if (spec.encoding !== 'gpt2') throw new TypeError(`tokenizer spec: a bpe tokenizer needs "encoding": "gpt2", got ${JSON.stringify(spec.encoding)}`);
+      if (!(Number.isInteger(spec.vocab) && spec.vocab! >= 256 && spec.vocab! <= GPT2_TOKENS)) {
+        throw new TypeError(`tokenizer spec: a bpe tokenizer needs "vocab", a whole number in 256..${GPT2_TOKENS}, got ${JSON.stringify(spec.vocab)}`);
+      }
+      return gpt2Tokenizer(spec.vocab);
     default:
-      throw new TypeError(`tokenizer spec: unknown kind ${JSON.stringify((spec as { kind: unknown }).kind)} (expected 'byte' or 'char')`);
+      throw new TypeError(`tokenizer spec: unknown kind ${JSON.stringify((spec as { kind: unknown }).kind)} (expected 'byte', 'char' or 'bpe')`);
   }
 }
 

@@ -8,7 +8,7 @@ import { WorkerPool } from '../engine/worker-pool.js';
 import type { GpujsMode } from '../kernels/gpujs/device.js';
 import { Arena } from '../kernels/arena.js';
 import { createArenaKernels } from '../kernels/index.js';
-import { ARCHITECTURES, type ModelConfig, PRESETS, type TrainConfig, checkModelConfig } from '../model/config.js';
+import { ARCHITECTURES, type ModelConfig, PRESETS, type TrainConfig, checkModelConfig, isSparseLayer } from '../model/config.js';
 import { AdamW } from '../model/optim.js';
 import type { SwitchStats } from '../model/switch-layer.js';
 import { Transformer } from '../model/transformer.js';
@@ -17,8 +17,9 @@ import { writeFileAtomic } from './files.js';
 import { type Batch, corpusRef, findCorpus, makeDataset, trainBatch, validationBatches } from './data.js';
 import { OptionError, checkTrainOptions, runChanges } from './options.js';
 import { type RunConfig, type RunState, loadCheckpoint, readRunConfig, runFiles, saveCheckpoint, writeRunConfig } from './run-folder.js';
+import { DeadExperts, type LayerRouting, RoutingTally } from './routing-stats.js';
 import { lockRun } from './run-lock.js';
-import { type TokenizerKind, byteTokenizer, charTokenizer, tokenizerFromSpec } from './tokenizer.js';
+import { type TokenizerChoice, tokenizerFor, tokenizerFromSpec } from './tokenizer.js';
 
 export type PresetName = keyof typeof PRESETS;
 
@@ -28,9 +29,10 @@ export interface TrainOptions {
   arch?: keyof typeof ARCHITECTURES;
   model?: Partial<ModelConfig>;
   train?: Partial<TrainConfig>;
-  /** A UTF-8 text file; default: the embedded tiny-shakespeare. */
+  /** A corpus name (tinyshakespeare, the default, or one built by `npm run corpus`) or a UTF-8 text file. */
   data?: string;
-  tokenizer?: TokenizerKind;
+  /** char (default), byte, gpt2 or gpt2-N (app/tokenizer.ts). */
+  tokenizer?: TokenizerChoice;
   /** The run folder. */
   out: string;
   /** Continue the run in `out` from its checkpoint. */
@@ -68,6 +70,10 @@ export interface StepReport {
   droppedFraction: number;
   /** Per Switch layer, the share of tokens each expert received as first choice. */
   expertLoad: number[][];
+  /** On the steps where validation ran: each Switch layer's routing on the validation batches (app/routing-stats.ts). */
+  routing?: LayerRouting[];
+  /** Dead experts found at this step (also said through `log`). */
+  warnings?: string[];
 }
 
 export interface TrainResult {
@@ -106,11 +112,14 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
   const data = makeDataset(text, tokenizerFromSpec(config.tokenizer), typeof config.data === 'string' ? config.data : config.data.name);
   const valBatches = validationBatches(data.val, t.batch, config.model.context, t.evalBatches, t.seed);
   const { model, optimizer, close, kernelsName } = await buildModel(config, o);
+  const sparseLayers = Array.from({ length: config.model.layers }, (_, i) => i).filter((i) => isSparseLayer(config.model, i));
+  const dead = sparseLayers.length > 0 ? new DeadExperts(sparseLayers, config.model.numExperts) : undefined;
   try {
     let state: RunState = { step: 0, elapsedS: 0, bestValLoss: NaN, valLoss: NaN };
     if (o.resume) {
       state = loadCheckpoint(o.out, model, optimizer);
-      keepLogBefore(files.log, state.step);
+      // The idle counts continue from the steps logged before the checkpoint (their warnings are logged already).
+      for (const line of keepLogBefore(files.log, state.step)) if (line.expert_load) dead?.observe(line.step, line.expert_load);
       if (state.step >= t.steps) {
         log(`${o.out} is finished: ${state.step} of ${t.steps} steps (validation loss ${state.valLoss.toFixed(4)}); `
           + 'resume with a larger --steps to train further');
@@ -140,9 +149,16 @@ async function trainLocked(o: TrainOptions): Promise<TrainResult> {
         tokensPerS: batch.inputs.length / ((performance.now() - stepBegan) / 1000), elapsedS: (performance.now() - began) / 1000,
         ...routingReport(out.switchStats),
       };
+      const warnings = dead?.observe(state.step, out.switchStats.map((s) => s.tokensPerExpert)) ?? [];
+      if (warnings.length > 0) {
+        report.warnings = warnings;
+        for (const w of warnings) log(`warning at step ${state.step}: ${w}`);
+      }
       const validate = state.step % t.evalEvery === 0 || state.step === t.steps;
       if (validate) {
-        state.valLoss = report.valLoss = await validationLoss(model, valBatches);
+        const pass = await validationPass(model, valBatches, sparseLayers, dead);
+        state.valLoss = report.valLoss = pass.loss;
+        if (pass.routing.length > 0) report.routing = pass.routing;
         if (!(state.valLoss >= state.bestValLoss)) {
           state.bestValLoss = state.valLoss;
           if (o.keepBest) save(files.best);
@@ -176,7 +192,7 @@ function checkFolder(out: string, resume: boolean): void {
 function newConfig(o: TrainOptions): { config: RunConfig; text: string } {
   const preset = PRESETS[o.preset ?? 'tiny'];
   const { ref, text } = corpusRef(o.data, o.out);
-  const tokenizer = (o.tokenizer ?? 'char') === 'char' ? charTokenizer(text) : byteTokenizer();
+  const tokenizer = tokenizerFor(o.tokenizer ?? 'char', text);
   const config: RunConfig = {
     format: 'switchyard-run-1',
     preset: o.preset ?? 'tiny',
@@ -236,9 +252,19 @@ async function buildModel(config: RunConfig, o: TrainOptions): Promise<{ model: 
 
 /** Mean cross-entropy over the fixed validation batches, without dropout or jitter. */
 export async function validationLoss(model: Transformer, batches: Batch[]): Promise<number> {
+  return (await validationPass(model, batches, [])).loss;
+}
+
+/** The validation loss, and each Switch layer's routing on the same batches (`layers`: their model layer indices). */
+async function validationPass(model: Transformer, batches: Batch[], layers: number[], dead?: DeadExperts): Promise<{ loss: number; routing: LayerRouting[] }> {
   let sum = 0;
-  for (const b of batches) sum += (await model.forward(b, { training: false })).crossEntropy;
-  return sum / batches.length;
+  const tally = layers.length > 0 ? new RoutingTally(layers, model.config.numExperts) : undefined;
+  for (const b of batches) {
+    const out = await model.forward(b, { training: false });
+    sum += out.crossEntropy;
+    tally?.add(out.switchStats);
+  }
+  return { loss: sum / batches.length, routing: tally?.summary(dead) ?? [] };
 }
 
 /** The step's dropped fraction over all Switch layers, and each layer's first-choice share per expert. */
@@ -258,6 +284,7 @@ function logLine(r: StepReport): Record<string, unknown> {
     step: r.step, loss: r.loss, cross_entropy: r.crossEntropy, lr: r.lr, grad_norm: r.gradNorm,
     tokens_per_s: Math.round(r.tokensPerS), elapsed_s: Number(r.elapsedS.toFixed(3)), dropped_fraction: r.droppedFraction,
     expert_load: r.expertLoad, ...(r.valLoss !== undefined && { val_loss: r.valLoss }),
+    ...(r.routing && { routing: r.routing }), ...(r.warnings && { warnings: r.warnings }),
   };
 }
 
@@ -265,14 +292,17 @@ function logLine(r: StepReport): Record<string, unknown> {
  * A resumed run logs its steps again from the checkpoint on: drop what an interrupted run logged
  * past it, and a last line cut short by a kill.
  */
-function keepLogBefore(file: string, nextStep: number): void {
-  if (!existsSync(file)) return;
-  const kept = readFileSync(file, 'utf8').split('\n').filter((line) => {
+function keepLogBefore(file: string, nextStep: number): { step: number; expert_load?: number[][] }[] {
+  if (!existsSync(file)) return [];
+  const kept: { line: string; parsed: { step: number; expert_load?: number[][] } }[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
     try {
-      return (JSON.parse(line) as { step: number }).step <= nextStep;
+      const parsed = JSON.parse(line) as { step: number; expert_load?: number[][] };
+      if (parsed.step <= nextStep) kept.push({ line, parsed });
     } catch {
-      return false;
+      // a line cut short by a kill
     }
-  });
-  writeFileAtomic(file, kept.map((l) => l + '\n').join(''));
+  }
+  writeFileAtomic(file, kept.map((k) => k.line + '\n').join(''));
+  return kept.map((k) => k.parsed);
 }

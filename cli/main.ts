@@ -24,6 +24,7 @@ import { DEFAULT_CHECKPOINT_EVERY, type PresetName } from '../app/train.js';
 import { flagParser } from '../app/options.js';
 import { runKind } from '../app/run-folder.js';
 import { isSwitchTransformersFolder } from '../app/switch-transformers.js';
+import type { TokenizerChoice } from '../app/tokenizer.js';
 
 /** The switch-transformers commands, loaded when used: the tokenizers library's native module takes a second to load. */
 const seq2seq = () => import('./switch-transformers.js');
@@ -75,8 +76,8 @@ program
   .description('train a Switch Transformer language model (default: the tiny preset on tiny-shakespeare)')
   .addOption(new Option('--preset <name>', 'model and training preset (default: tiny)').choices(Object.keys(PRESETS)))
   .addOption(new Option('--arch <name>', 'architecture: gpt (LayerNorm, learned positions, GELU) or qwen2-moe (RMSNorm, rotary, SwiGLU; exportable; the presets\' default)').choices(Object.keys(ARCHITECTURES)))
-  .option('--data <file>', 'a UTF-8 text file to train on (default: the embedded tiny-shakespeare); with --resume, where the run\'s own corpus now is')
-  .addOption(new Option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes (default: char)').choices(['char', 'byte']))
+  .option('--data <name|file>', 'a corpus by name (tinyshakespeare, embedded and the default, or one built by `npm run corpus`, e.g. mix) or a UTF-8 text file; with --resume, where the run\'s own corpus now is')
+  .option('--tokenizer <kind>', 'char: the corpus\'s characters, as nanoGPT; byte: UTF-8 bytes; gpt2: GPT-2\'s byte-level BPE; gpt2-N: its first N tokens (default: char)', option('--tokenizer'))
   .option('--steps <n>', 'training steps', option('--steps'))
   .option('--out <dir>', 'the run folder (default: runs/<preset>-<date>-<time>)')
   .option('--seed <n>', 'seed for initialization, data order, dropout and jitter', option('--seed'))
@@ -93,7 +94,7 @@ program
   .option('--checkpoint-every <n>', `steps between checkpoints, besides one at every validation and on a stop (default: ${DEFAULT_CHECKPOINT_EVERY})`, option('--checkpoint-every'))
   .option('--keep-best', 'also keep the checkpoint with the lowest validation loss (checkpoint-best.safetensors)')
   .action(async (o: {
-    preset?: PresetName; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer?: 'char' | 'byte'; steps?: number; out?: string; seed?: number;
+    preset?: PresetName; arch?: keyof typeof ARCHITECTURES; data?: string; tokenizer?: TokenizerChoice; steps?: number; out?: string; seed?: number;
     workers?: number; resume?: boolean; backend?: ExpertBackend; gpujsMode?: GpujsMode; expertDtype?: 'f32' | 'bf16'; experts?: number;
     capacityFactor?: number | null; batch?: number; lr?: number; evalEvery?: number; checkpointEvery?: number; keepBest?: boolean;
   }) => {
@@ -189,7 +190,7 @@ program
       routing = await routingSection(run, o.prompt);
       await run.model.dispose();
     }
-    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, runs, runs.length ? '' : 'This run has no training log.', routing));
+    writeFileAtomic(out, renderReport(`Switchyard run ${o.run}`, runs, runs.length ? '' : 'This run has no training log.', { after: routing }));
     console.log(`wrote ${out}`);
   });
 

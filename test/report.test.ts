@@ -26,13 +26,17 @@ describe('the run report', () => {
   it('holds the figures table, the curves and a load heatmap per Switch layer, and nothing external', async () => {
     const html = renderReport('test run', [readRun(await trained, 'tiny-test')]);
     expect(html).toMatch(/<td>tiny-test<\/td><td>4<\/td><td>1<\/td><td>1.25<\/td><td>12<\/td><td><b>\d\.\d{4}<\/b>/);
-    for (const title of ['Validation loss against steps', 'Validation loss against wall time', 'Training loss', 'Dropped token assignments']) {
+    for (const title of ['Validation loss against steps', 'Validation loss against wall time', 'Training loss', 'Dropped token assignments',
+      'Router entropy at each evaluation', 'Overload, busiest expert / mean, at each evaluation']) {
       expect(html).toContain(`aria-label="${title}`);
     }
     expect(html.match(/aria-label="tiny-test: share of tokens per expert, layer \d/g))
       .toEqual(['aria-label="tiny-test: share of tokens per expert, layer 1', 'aria-label="tiny-test: share of tokens per expert, layer 3']);
     expect(html).toMatch(/<li><b>tiny-test<\/b>: preset tiny, data corpus\.txt, seed 1337, kernels (native|wasm)-[a-z0-9-]+ × 0 workers; 4 layers, d 16, 4 experts every 2 layers<\/li>/);
     expect(html.match(/class="small">[012]×<\/text>/g), 'each heatmap has its colour scale').toHaveLength(6);
+    // Each Switch layer's routing at the last evaluation (step 12): entropy of log 4, overload, load, drops, dead experts.
+    expect(html.match(/<tr><td>tiny-test<\/td><td>[13]<\/td><td>12<\/td><td>\d\.\d{3} of 1\.386<\/td><td>\d\.\d\d \(max \d\.\d\d\)<\/td><td>\d\.\d\d–\d\.\d\d×<\/td><td>\d+\.\d\d%<\/td><td>\d+\.\d%<\/td><td>(none|[\d ,()a-z]+)<\/td><\/tr>/g)).toHaveLength(2);
+    expect(html).toContain('<h3>Dead experts</h3>');
     expect(html).toContain('figure svg{width:100%');
     expect(html).not.toMatch(/<script|<link|src=|url\(/);
     expect(html.replace(/xmlns="http:\/\/www\.w3\.org\/2000\/svg"/g, '')).not.toMatch(/https?:/);
@@ -63,7 +67,7 @@ describe('the run report', () => {
     const flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', `--user-data-dir=${scratch()}`, '--window-size=1100,2400'];
     const dom = spawnSync(chromium!, [...flags, '--dump-dom', `file://${page}`], { encoding: 'utf8', timeout: 60_000 });
-    expect((dom.stdout.match(/<svg /g) ?? []).length).toBe(6); // four curves, two heatmaps, as parsed by the browser
+    expect((dom.stdout.match(/<svg /g) ?? []).length).toBe(8); // six curves, two heatmaps, as parsed by the browser
     spawnSync(chromium!, [...flags, `--screenshot=${shot}`, `file://${page}`], { timeout: 60_000 });
     expect(statSync(shot).size).toBeGreaterThan(30_000); // a blank page is a few kilobytes
   }, 120_000);

@@ -1,12 +1,15 @@
 // Tokenizers and the data pipeline: round trips, nanoGPT's numbers on tiny-shakespeare, errors that
 // say what is wrong, and batches that depend only on their key.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CORPUS, loadCorpus, makeDataset, sampleBatch, trainBatch, validationBatches, type Batch } from '../app/data.js';
+import { DEFAULT_CORPUS, TOKEN_CACHE_MIN_CHARS, encodeCached, loadCorpus, makeDataset, sampleBatch, trainBatch, validationBatches, type Batch } from '../app/data.js';
 import { Rng } from '../model/rng.js';
-import { byteTokenizer, charTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../app/tokenizer.js';
+import { tokenizerJson } from '../app/qwen2-moe.js';
+import {
+  byteTokenizer, charTokenizer, gpt2Tokenizer, parseTokenizerChoice, tokenizerChoice, tokenizerFor, tokenizerFromSpec, type TokenizerSpec,
+} from '../app/tokenizer.js';
 
 const shakespeare = loadCorpus().text;
 const tmp = mkdtempSync(join(tmpdir(), 'switchyard-data-'));
@@ -104,12 +107,90 @@ describe('char tokenizer', () => {
   });
 
   it('rejects bad specs with a clear error', () => {
-    expect(() => tokenizerFromSpec({ kind: 'bpe' } as unknown as TokenizerSpec)).toThrow(/unknown kind "bpe"/);
+    expect(() => tokenizerFromSpec({ kind: 'wordpiece' } as unknown as TokenizerSpec)).toThrow(/unknown kind "wordpiece" \(expected 'byte', 'char' or 'bpe'\)/);
     expect(() => tokenizerFromSpec({ kind: 'char' })).toThrow(/needs a non-empty string "chars"/);
     expect(() => tokenizerFromSpec({ kind: 'char', chars: '' })).toThrow(/needs a non-empty string "chars"/);
     expect(() => tokenizerFromSpec({ kind: 'char', chars: 'abca' })).toThrow(/character 'a' \(U\+0061\) appears twice/);
     expect(() => tokenizerFromSpec(null as unknown as TokenizerSpec)).toThrow(/expected an object/);
   });
+});
+
+describe("GPT-2's byte-level BPE", () => {
+  const full = gpt2Tokenizer();
+
+  it("encodes as GPT-2 does", () => {
+    expect(full.vocabSize).toBe(50_256);
+    expect(Array.from(full.encode('Hello world'))).toEqual([15496, 995]);
+    expect(Array.from(full.encode(' the'))).toEqual([262]);
+  });
+
+  it.each(['To be, or not to be', 'func (s *Server) Serve(l net.Listener) error {\n\treturn nil\n}', 'Caf\u00e9 \u{1f600} <|endoftext|>'])(
+    'round-trips %j, whole and cut to its first 300 tokens', (text) => {
+      for (const tok of [full, gpt2Tokenizer(300)]) expect(tok.decode(tok.encode(text))).toBe(text);
+    });
+
+  it('cut to its first N tokens, uses only those: the bytes and the first N − 256 merges', () => {
+    const text = shakespeare.slice(0, 5000);
+    for (const vocab of [256, 1024, 4096]) {
+      const ids = gpt2Tokenizer(vocab).encode(text);
+      expect(Math.max(...ids)).toBeLessThan(vocab);
+      if (vocab === 256) expect(ids.length, 'bytes only').toBe(new TextEncoder().encode(text).length);
+    }
+    const lengths = [256, 1024, 4096, 50_256].map((v) => gpt2Tokenizer(v).encode(text).length);
+    expect(lengths, 'more merges, fewer tokens').toEqual([...lengths].sort((a, b) => b - a));
+    expect(lengths[3]).toBeLessThan(lengths[0]! / 3);
+  });
+
+  it('is recorded as a spec and rebuilt from it', () => {
+    const tok = gpt2Tokenizer(4096);
+    const spec = JSON.parse(JSON.stringify(tok.spec())) as TokenizerSpec;
+    expect(spec).toEqual({ kind: 'bpe', encoding: 'gpt2', vocab: 4096 });
+    expect(tokenizerChoice(spec)).toBe('gpt2-4096');
+    expect(tokenizerChoice(full.spec())).toBe('gpt2');
+    const again = tokenizerFromSpec(spec);
+    expect(Array.from(again.encode('the same ids'))).toEqual(Array.from(tok.encode('the same ids')));
+    expect(() => tokenizerFromSpec({ kind: 'bpe', vocab: 4096 })).toThrow(/needs "encoding": "gpt2"/);
+    expect(() => tokenizerFromSpec({ kind: 'bpe', encoding: 'gpt2', vocab: 60_000 })).toThrow(/needs "vocab", a whole number in 256\.\.50256, got 60000/);
+    expect(() => tok.decode([4096])).toThrow(/bpe tokenizer: id 4096 is outside the vocabulary 0\.\.4095/);
+  });
+
+  it('is not exported to a tokenizer.json yet, and says so', () => {
+    expect(() => tokenizerJson(gpt2Tokenizer(512).spec())).toThrow(/gpt2-512 BPE tokenizer cannot be exported yet/);
+  });
+
+  it('is chosen by name: char, byte, gpt2, gpt2-N', () => {
+    expect(parseTokenizerChoice('gpt2')).toEqual({ kind: 'bpe', vocab: 50_256 });
+    expect(parseTokenizerChoice('gpt2-2048')).toEqual({ kind: 'bpe', vocab: 2048 });
+    expect(tokenizerFor('char', 'abc').vocabSize).toBe(3);
+    expect(tokenizerFor('byte', 'abc').vocabSize).toBe(256);
+    expect(tokenizerFor('gpt2-512', 'abc').vocabSize).toBe(512);
+    for (const bad of ['gpt2-100', 'gpt2-99999', 'gpt3', 'bpe']) {
+      expect(() => parseTokenizerChoice(bad)).toThrow(`tokenizer: expected char, byte, gpt2 or gpt2-N with 256 ≤ N ≤ 50256, got '${bad}'`);
+    }
+  });
+});
+
+describe('the token cache', () => {
+  it('keeps a large corpus\'s ids, checked by their checksum, and encodes afresh when the file is damaged', () => {
+    const dir = join(tmp, 'tokens');
+    const text = shakespeare.repeat(Math.ceil(TOKEN_CACHE_MIN_CHARS / shakespeare.length));
+    const tok = byteTokenizer();
+    const ids = encodeCached(text, tok, dir);
+    // Compared as bytes: a deep equality over millions of elements takes minutes.
+    const same = (a: Int32Array, b: Int32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+    expect(same(ids, tok.encode(text))).toBe(true);
+    const [file] = readdirSync(dir);
+    expect(file).toMatch(/^[0-9a-f]{32}\.i32$/);
+    expect(same(encodeCached(text, tok, dir), ids)).toBe(true);
+    const bytes = readFileSync(join(dir, file!));
+    bytes[100]! ^= 1;
+    writeFileSync(join(dir, file!), bytes);
+    expect(same(encodeCached(text, tok, dir), ids), 'a damaged file is not read').toBe(true);
+    expect(readFileSync(join(dir, file!))[100], 'and is written again').toBe(bytes[100]! ^ 1);
+    expect(same(encodeCached(text, charTokenizer(text), dir), ids), 'another tokenizer, another file').toBe(false);
+    expect(readdirSync(dir)).toHaveLength(2);
+    expect(encodeCached('short', tok, join(tmp, 'none')), 'small texts are not cached').toEqual(tok.encode('short'));
+  }, 60_000);
 });
 
 describe('loadCorpus', () => {

@@ -35,6 +35,20 @@ describe('train', () => {
       expect(l.expert_load).toHaveLength(1); // one Switch layer of two
       expect(l.expert_load[0].reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 6);
     }
+    // Each evaluation also logs the Switch layer's routing on the validation batches (app/routing-stats.ts).
+    expect(lines.filter((l) => 'routing' in l).map((l) => l.step)).toEqual([8, 16, 24]);
+    for (const l of lines.filter((x) => 'routing' in x)) {
+      expect(l.routing).toHaveLength(1);
+      const r = l.routing[0];
+      expect(r.layer).toBe(1);
+      expect(r.load.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 5);
+      expect(r.dropped).toHaveLength(4);
+      expect(r.entropy).toBeGreaterThan(0);
+      expect(r.entropy).toBeLessThanOrEqual(Math.log(4) + 1e-6);
+      expect(r.overload).toBeGreaterThanOrEqual(1);
+      expect(r.overload_max).toBeGreaterThanOrEqual(r.overload);
+      expect(r.dead).toEqual([]);
+    }
     expect(lines[0].loss).toBeCloseTo(Math.log(60), 0); // about uniform over the corpus's characters at first
     expect(lines[23].loss).toBeLessThan(lines[0].loss - 0.3);
     expect(existsSync(join(out, 'checkpoint.safetensors'))).toBe(true);
@@ -79,6 +93,20 @@ describe('train', () => {
     const withoutSession = (lines: Record<string, unknown>[]) => lines.map(({ kernels: _k, workers: _w, ...l }) => l);
     expect(withoutSession(log(parts))).toEqual(withoutSession(log(whole)).map((l) => ({ ...l, tokens_per_s: expect.any(Number), elapsed_s: expect.any(Number) })));
     expect(log(parts).filter((l) => 'kernels' in l).map((l) => l.step)).toEqual([1, 12]);
+  }, 60_000);
+
+  it("trains with GPT-2's BPE cut to 512 tokens, records it, and resumes with it", async () => {
+    const out = join(scratch(), 'bpe');
+    await train({ ...SMALL, tokenizer: 'gpt2-512', train: { ...SMALL.train, steps: 4 }, out });
+    const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(config.tokenizer).toEqual({ kind: 'bpe', encoding: 'gpt2', vocab: 512 });
+    expect(config.model.vocabSize).toBe(512);
+    expect(log(out)[0].loss).toBeCloseTo(Math.log(512), 0);
+    await train({ ...SMALL, tokenizer: 'gpt2-512', train: { ...SMALL.train, steps: 6 }, out, resume: true });
+    expect(log(out)).toHaveLength(6);
+    const run = loadRun(out);
+    expect((await generate(run, { prompt: 'ROMEO:', maxTokens: 5, seed: 1 })).startsWith('ROMEO:')).toBe(true);
+    await run.model.dispose();
   }, 60_000);
 
   it('refuses a second run into the same folder without --resume', async () => {

@@ -132,6 +132,9 @@ describe('resume says what it does', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/these options would change it: preset \(--preset\), model\.numExperts \(--experts\), train\.seed \(--seed\)/);
     await expect(train({ ...SMALL, out, resume: true, tokenizer: 'byte' })).rejects.toThrow(/tokenizer \(--tokenizer\)/);
+    await expect(train({ ...SMALL, out, resume: true, tokenizer: 'gpt2-512' })).rejects.toThrow(/tokenizer \(--tokenizer\)/);
+    await expect(train({ ...SMALL, out: join(scratch(), 'x'), tokenizer: 'gpt2-9' as 'gpt2' })).rejects
+      .toThrow('tokenizer (--tokenizer): expected char, byte, gpt2 or gpt2-N (256 ≤ N ≤ 50256), got "gpt2-9"');
   }, 60_000);
 
   it('applies and says schedule changes, and says when a run is finished', async () => {
