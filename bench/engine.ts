@@ -43,7 +43,7 @@ for (const shape of shapes) {
 }
 addVsPytorch(rows, ['shape', 'workers'], 'tokens_per_s');
 console.log();
-printTable(rows, ['shape', 'backend', 'workers', 'tokens_per_s', 'best_tokens_per_s', 'vs_pytorch', 'step_ms', 'overhead_fraction', 'messaging_fraction', 'routing_fraction', 'bytes_posted', 'busy_ms', 'idle_ms', 'stolen_chunks', 'samples']);
+printTable(rows, ['shape', 'backend', 'kernels', 'workers', 'tokens_per_s', 'best_tokens_per_s', 'vs_pytorch', 'step_ms', 'overhead_fraction', 'messaging_fraction', 'routing_fraction', 'bytes_posted', 'busy_ms', 'idle_ms', 'stolen_chunks', 'samples']);
 const scalingTime = Number(options.scalingTime);
 if (scalingTime > 0 && workerCounts.some((w) => w > 1)) {
   console.log('\nScaling, each worker count against one worker, steps interleaved (median of the per-pair ratios):');

@@ -83,6 +83,8 @@ export async function measureGpujsGemm(mode: GpujsMode, form: GemmForm, m: numbe
 /** A Switch layer training step (forward + backward, SPEC losses, no optimizer) through the engine, on fixed random inputs. */
 export interface SwitchStepper {
   tokens: number;
+  /** The CPU kernels computing it (createKernels' name: native-avx512, wasm-relaxed-simd, …). */
+  kernels: string;
   step: () => Promise<void>;
   /** Where the last step's time went. */
   timing: () => StepTiming;
@@ -97,6 +99,7 @@ export async function switchStepper(shape: ShapeName, workers: number, backend: 
   let step = 0;
   const stepper = {
     tokens,
+    kernels: engine.kernels.name,
     step: async () => {
       await engine.forward(x, tokens, { training: true, step: step++ });
       await engine.backward(dy);
@@ -120,7 +123,7 @@ export async function measureSwitchStep(shape: ShapeName, workers: number, maxTi
   const mean = (f: (t: StepTiming) => number) => timings.reduce((s, t) => s + f(t), 0) / timings.length;
   const perWorker = (f: (w: WorkerTiming) => number) => Array.from({ length: workers }, (_, w) => mean((t) => f(t.workers[w]!)).toFixed(1)).join('/');
   return {
-    suite: 'switch-layer', shape, workers, backend, tokens_per_s: stepper.tokens / stats.mean, best_tokens_per_s: stepper.tokens / Math.min(...stats.sample),
+    suite: 'switch-layer', shape, workers, backend, kernels: stepper.kernels, tokens_per_s: stepper.tokens / stats.mean, best_tokens_per_s: stepper.tokens / Math.min(...stats.sample),
     step_ms: stats.mean * 1e3, overhead_fraction: mean((t) => t.overheadFraction), messaging_fraction: mean((t) => t.messagingFraction),
     routing_fraction: mean((t) => t.routingFraction),
     bytes_posted: Math.round(mean((t) => t.bytesPosted)),
@@ -154,7 +157,7 @@ export async function interleavedScaling(one: SwitchStepper, many: SwitchStepper
 }
 
 /** A preset's model on `workers` threads (0: this one), stepping on a fixed random batch as the trainer steps. */
-export async function trainStepper(preset: keyof typeof PRESETS, workers: number): Promise<{ tokens: number; step: () => Promise<void>; close: () => Promise<void> }> {
+export async function trainStepper(preset: keyof typeof PRESETS, workers: number): Promise<{ tokens: number; kernels: string; step: () => Promise<void>; close: () => Promise<void> }> {
   const { model: config, train } = PRESETS[preset];
   const kernels = createArenaKernels(new Arena(64 * 1024 * 1024));
   const pool = workers > 0 ? WorkerPool.forKernels(kernels, uniformPlan('wasm', workers), 120_000) : undefined;
@@ -166,6 +169,7 @@ export async function trainStepper(preset: keyof typeof PRESETS, workers: number
   let step = 0;
   return {
     tokens: B * T,
+    kernels: kernels.name,
     step: async () => {
       await model.forward(batch, { training: true, step });
       await model.backward();
@@ -183,7 +187,7 @@ export async function measureTrainStep(preset: keyof typeof PRESETS, workers: nu
     await trainer.step();
     const stats = await timeAsync(`${preset} train step`, maxTime, trainer.step);
     return {
-      suite: 'train-step', preset, workers, tokens_per_s: trainer.tokens / stats.mean, best_tokens_per_s: trainer.tokens / Math.min(...stats.sample),
+      suite: 'train-step', preset, workers, kernels: trainer.kernels, tokens_per_s: trainer.tokens / stats.mean, best_tokens_per_s: trainer.tokens / Math.min(...stats.sample),
       step_ms: stats.mean * 1e3, samples: stats.sample.length,
     };
   } finally {

@@ -16,6 +16,7 @@ import { EXPERT_BACKENDS, type ExpertBackend } from '../engine/devices.js';
 import { inProcess } from '../app/reference-case.js';
 import { type ServeOptions, evaluateRun, loadRun } from '../index.js';
 import { benchCommand } from './bench.js';
+import { infoCommand } from './info.js';
 import { checkReferenceFiles } from './check-reference.js';
 import { type GenerateCommand, generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
@@ -166,6 +167,13 @@ program
   .option('--no-cache', 'recompute the whole window for every token (the reference path; slower)')
   .addOption(new Option('--capacity <mode>', 'expert capacity while generating (see generate --help)').choices(['dropless', 'configured']).default('dropless'))
   .action((o: ServeOptions & { drain: number }) => serveCommand(o));
+
+program
+  .command('info')
+  .description('what this machine runs: the CPU kernels and why, gpu.js\'s modes, where --backend auto would put the experts')
+  .option('--json', 'everything as JSON (kernels, CPU features, native build, gpu.js probe, calibrations)')
+  .option('--measure', 'calibrate what --backend auto has not measured here yet (seconds)')
+  .action((o: { json?: boolean; measure?: boolean }) => infoCommand(o));
 
 program
   .command('bench')

@@ -497,12 +497,15 @@ describe('choosing the kernels', () => {
     expect(formatKernelInfo(info)).toMatch(new RegExp(`^kernels: +${info.kernels} \\(`));
     if (load.ok) expect(info.native).toMatchObject({ loaded: true, isas: ISAS, isa: ISAS[0] });
     else expect(info.why).toContain(load.reason);
-    const printInfo = new URL('../dist/kernels/print-info.js', import.meta.url).pathname;
-    const broken = spawnSync(process.execPath, [printInfo, '--json'], { env: { ...process.env, SWITCHYARD_NATIVE_ADDON: corrupt }, encoding: 'utf8' });
+    const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
+    const broken = spawnSync(process.execPath, [cli, 'info', '--json'], { env: { ...process.env, SWITCHYARD_NATIVE_ADDON: corrupt }, encoding: 'utf8' });
     const json = JSON.parse(broken.stdout) as ReturnType<typeof kernelInfo>;
     expect(json.kernels).toMatch(/^wasm-/);
     expect(json.native.loaded).toBe(false);
     expect(json.why).toMatch(/^native kernels not used: cannot load .*corrupt\.node/);
+    const text = spawnSync(process.execPath, [cli, 'info'], { encoding: 'utf8' });
+    expect(text.status).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^kernels: +${info.kernels} \\(.*\ncpu: .*\nnative: .*\n(.*\n)?wasm: .*\nnode: .*\ngpu: +gpu\.js: .*\nauto: .+`));
   }, 60_000);
 
   it('a worker builds the same kernels from the spec', () => {
