@@ -135,7 +135,12 @@ export function importQwen2Moe(hf: Record<string, unknown>, tensor: (name: strin
   if ((hf.num_key_value_heads ?? heads) !== heads) refusals.push(`grouped-query attention (${String(hf.num_key_value_heads)} key/value heads for ${heads})`);
   if ((hf.moe_intermediate_size ?? f) !== f) refusals.push(`experts ${String(hf.moe_intermediate_size)} wide but dense FFNs ${f} (Switchyard uses one width)`);
   if ((hf.hidden_act ?? 'silu') !== 'silu') refusals.push(`activation ${String(hf.hidden_act)} (only silu, as SwiGLU)`);
-  if ((hf.rope_theta ?? 10000) !== 10000 || hf.rope_scaling) refusals.push('rotary positions other than base 10000 without scaling');
+  // transformers 5 writes rope_parameters {rope_type, rope_theta}; earlier versions rope_theta and rope_scaling.
+  const rope = (hf.rope_parameters ?? {}) as { rope_type?: unknown; rope_theta?: unknown };
+  const theta = rope.rope_theta ?? hf.rope_theta ?? 10000, ropeType = rope.rope_type ?? 'default';
+  if (theta !== 10000 || ropeType !== 'default' || hf.rope_scaling) {
+    refusals.push(`rotary positions of base ${String(theta)}, type ${String(ropeType)}${hf.rope_scaling ? ', with scaling' : ''} (only base 10000, default, unscaled)`);
+  }
   if (hf.use_sliding_window) refusals.push('sliding-window attention');
   const mlpOnly = new Set((hf.mlp_only_layers as number[] | undefined) ?? []);
   const step = (hf.decoder_sparse_step as number | undefined) ?? 1;

@@ -139,6 +139,21 @@ describe('import from Qwen2-MoE', () => {
   });
 });
 
+describe('import refuses rotary positions it does not compute', () => {
+  it.each([
+    ['rope_parameters (transformers 5)', { rope_parameters: { rope_type: 'default', rope_theta: 1_000_000 } }, /rotary positions of base 1000000, type default/],
+    ['rope_theta (transformers 4)', { rope_theta: 500_000 }, /rotary positions of base 500000, type default/],
+    ['a scaled rope_type', { rope_parameters: { rope_type: 'yarn', rope_theta: 10000, factor: 4 } }, /rotary positions of base 10000, type yarn/],
+  ])('%s', async (_, edit, message) => {
+    const hf = scratch();
+    await exportRun(await makeRun(CONFIG), hf, kernels);
+    const file = join(hf, 'config.json');
+    const { rope_theta: _theta, ...config } = JSON.parse(readFileSync(file, 'utf8'));
+    writeFileSync(file, JSON.stringify({ ...config, ...edit }));
+    await expect(importRun(hf, scratch(), kernels)).rejects.toThrow(message);
+  });
+});
+
 describe('the export and import commands', () => {
   const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 60_000 });
