@@ -3,7 +3,7 @@
 // WebAssembly instance's exports, or the native addon's functions). A check failing here throws
 // before any backend code runs, with the same message on every backend.
 import type { Arena } from './arena.js';
-import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, checkRope, gemmLayout, requireLength } from './kernels.js';
+import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, checkBias, checkRope, gemmLayout, requireLength } from './kernels.js';
 
 const FORM_CODE: Record<GemmForm, number> = { nn: 0, nt: 1, tn: 2 };
 const GRAD = ['x', 'dy', 'dx'] as const, SUM = ['x', 'y', 'out'] as const;
@@ -39,6 +39,8 @@ export interface OffsetKernels {
   firstNonFinite(x: number, n: number): number;
   add(x: number, y: number, out: number, n: number): void;
   multiply(x: number, y: number, out: number, n: number): void;
+  addBias(x: number, bias: number, rows: number, cols: number, ld: number): void;
+  biasGrad(dy: number, rows: number, cols: number, ld: number, dBias: number): void;
   rope(x: number, rows: number, stride: number, groups: number, hd: number, time: number, cos: number, sin: number, inverse: number): void;
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, beta1: number, beta2: number,
     correct1: number, correct2: number, decay: number, clip: number, eps: number): void;
@@ -91,6 +93,16 @@ export abstract class ArenaKernels implements Kernels {
   swiglu(g: Float32Array, u: Float32Array, out: Float32Array): void { this.binary('swiglu', ['g', 'u', 'out'], this.k.swiglu, g, u, out); }
   add(x: Float32Array, y: Float32Array, out: Float32Array): void { this.binary('add', SUM, this.k.add, x, y, out); }
   multiply(x: Float32Array, y: Float32Array, out: Float32Array): void { this.binary('multiply', SUM, this.k.multiply, x, y, out); }
+
+  addBias(x: Float32Array, bias: Float32Array, rows: number, cols: number, ld: number): void {
+    checkBias('addBias', 'x', x, bias, rows, cols, ld);
+    if (rows > 0 && cols > 0) this.k.addBias(this.ptr('addBias', 'x', x), this.ptr('addBias', 'bias', bias), rows, cols, ld);
+  }
+
+  biasGrad(dy: Float32Array, rows: number, cols: number, ld: number, dBias: Float32Array): void {
+    checkBias('biasGrad', 'dy', dy, dBias, rows, cols, ld);
+    if (rows > 0 && cols > 0) this.k.biasGrad(this.ptr('biasGrad', 'dy', dy), rows, cols, ld, this.ptr('biasGrad', 'dBias', dBias));
+  }
 
   rope(x: Float32Array, rows: number, stride: number, groups: number, headDim: number, time: number,
     cos: Float32Array, sin: Float32Array, inverse: boolean): void {

@@ -59,6 +59,10 @@ export interface Kernels {
   add(x: Float32Array, y: Float32Array, out: Float32Array): void;
   /** Elementwise over out.length: out = x ⊙ y. out may alias x or y. */
   multiply(x: Float32Array, y: Float32Array, out: Float32Array): void;
+  /** A bias on every row, in place: x[r·ld + j] += bias[j] for r < rows, j < cols (rows may be columns of wider ones). */
+  addBias(x: Float32Array, bias: Float32Array, rows: number, cols: number, ld: number): void;
+  /** The bias's gradient, accumulated: dBias[j] += Σ_r dy[r·ld + j], adding rows in order. */
+  biasGrad(dy: Float32Array, rows: number, cols: number, ld: number, dBias: Float32Array): void;
 
   /**
    * Rotary positions (Hugging Face's half-split form), in place: each of `rows` rows, `stride`
@@ -118,6 +122,16 @@ export function checkRope(x: ArrayLike<number>, rows: number, stride: number, gr
   if (rows > 0) requireLength('rope x', x, (rows - 1) * stride + groups * headDim);
   requireLength('rope cos', cos, Math.min(rows, time) * headDim / 2);
   requireLength('rope sin', sin, Math.min(rows, time) * headDim / 2);
+}
+
+/** Throws unless the arrays of an addBias or biasGrad call hold what it addresses; every backend checks the same way. */
+export function checkBias(what: string, rowsName: string, x: ArrayLike<number>, bias: ArrayLike<number>, rows: number, cols: number, ld: number): void {
+  for (const [name, v] of [['rows', rows], ['cols', cols], ['ld', ld]] as const) {
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`${what} ${name}: expected a whole number ≥ 0, got ${v}`);
+  }
+  if (ld < cols) throw new RangeError(`${what} ld: row stride ${ld} is shorter than a row of ${cols}`);
+  if (rows > 0 && cols > 0) requireLength(`${what} ${rowsName}`, x, (rows - 1) * ld + cols);
+  requireLength(`${what} ${rowsName === 'x' ? 'bias' : 'dBias'}`, bias, cols);
 }
 
 /** Throws unless `array` holds at least `length` elements; every backend checks the same way. */

@@ -1,6 +1,6 @@
 // Plain TypeScript kernels: the oracle the tests hold every other backend to. Loops as the math
 // reads, float64 accumulation, no blocking, no SIMD.
-import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, checkRope, gemmLayout, requireLength } from './kernels.js';
+import { type AdamHyper, type GemmForm, type GemmStrides, type Kernels, checkBias, checkRope, gemmLayout, requireLength } from './kernels.js';
 
 /** erf(x), from erfc's Chebyshev fit (Numerical Recipes, 6.2): relative error of erfc < 1.2e-7. */
 export function erf(x: number): number {
@@ -170,6 +170,16 @@ export class ReferenceKernels implements Kernels {
 
   add(x: Float32Array, y: Float32Array, out: Float32Array): void { map2(x, y, out, (a, b) => a + b); }
   multiply(x: Float32Array, y: Float32Array, out: Float32Array): void { map2(x, y, out, (a, b) => a * b); }
+
+  addBias(x: Float32Array, bias: Float32Array, rows: number, cols: number, ld: number): void {
+    checkBias('addBias', 'x', x, bias, rows, cols, ld);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) x[r * ld + j]! += bias[j]!;
+  }
+
+  biasGrad(dy: Float32Array, rows: number, cols: number, ld: number, dBias: Float32Array): void {
+    checkBias('biasGrad', 'dy', dy, dBias, rows, cols, ld);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) dBias[j]! += dy[r * ld + j]!;
+  }
 
   rope(x: Float32Array, rows: number, stride: number, groups: number, headDim: number, time: number,
     cos: Float32Array, sin: Float32Array, inverse: boolean): void {

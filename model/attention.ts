@@ -65,7 +65,7 @@ export function attentionShardForward(kernels: Kernels, s: AttentionShape, weigh
     const at = part * d + col;
     kernels.gemm('nn', N, w, d, x, qkvW.w.subarray(at), b.qkv.subarray(part * w), false, { ldb: 3 * d, ldc: ld });
     const bias = qkvW.b;
-    if (bias) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) b.qkv[n * ld + part * w + j]! += bias[at + j]!;
+    if (bias) kernels.addBias(b.qkv.subarray(part * w), bias.subarray(at), N, w, ld);
   }
   if (rope) kernels.rope(b.qkv, N, ld, 2 * H, hd, T, rope.cos, rope.sin, false); // H query heads, then H key heads
   for (let s_ = 0; s_ < B; s_++) {
@@ -115,7 +115,7 @@ export function attentionShardBackward(kernels: Kernels, s: AttentionShape, weig
     const at = part * d + col, dPart = b.dQkv.subarray(part * w);
     kernels.gemm('tn', d, w, N, x, dPart, qkvW.dw.subarray(at), true, { ldb: ld, ldc: 3 * d }); // dW_qkv[:, cols] += xᵀ·dqkv
     const db = qkvW.db;
-    if (db) for (let n = 0; n < N; n++) for (let j = 0; j < w; j++) db[at + j]! += b.dQkv[n * ld + part * w + j]!;
+    if (db) kernels.biasGrad(dPart, N, w, ld, db.subarray(at));
     kernels.gemm('nt', N, d, w, dPart, qkvW.w.subarray(at), b.dx, part > 0, { lda: ld, ldb: 3 * d }); // dx (+)= dqkv·W_qkv[:, cols]ᵀ
   }
 }
@@ -159,7 +159,7 @@ export function attentionShardDecode(kernels: Kernels, s: Pick<AttentionShape, '
     const at = part * d + col;
     kernels.gemm('nn', B, w, d, x, qkvW.w.subarray(at), b.qkv.subarray(part * w), false, { ldb: 3 * d, ldc: ld });
     const bias = qkvW.b;
-    if (bias) for (let n = 0; n < B; n++) for (let j = 0; j < w; j++) b.qkv[n * ld + part * w + j]! += bias[at + j]!;
+    if (bias) kernels.addBias(b.qkv.subarray(part * w), bias.subarray(at), B, w, ld);
   }
   const scale = 1 / Math.sqrt(hd);
   sequences.forEach((q, n) => {

@@ -37,7 +37,7 @@ export type Columns = readonly [number, number];
 export function ffnForward(kernels: Kernels, s: FfnShape, w: FfnWeights, x: Float32Array, b: FfnBuffers, cols: Columns = [0, s.f]): void {
   const { d, f } = s, [f0, f1] = cols, c = f1 - f0, n = x.length / d;
   kernels.gemm('nn', n, c, d, x, w.wIn.subarray(f0), b.a, false, { ldb: f });
-  if (w.bIn) for (let r = 0; r < n; r++) for (let j = 0; j < c; j++) b.a[r * c + j]! += w.bIn[f0 + j]!;
+  if (w.bIn) kernels.addBias(b.a, w.bIn.subarray(f0), n, c, c);
   if (s.activation === 'swiglu') {
     kernels.gemm('nn', n, c, d, x, w.wGate!.subarray(f0), b.g!, false, { ldb: f });
     kernels.swiglu(b.g!, b.a, b.h);
@@ -70,6 +70,6 @@ export function ffnBackward(kernels: Kernels, s: FfnShape, w: FfnWeights, g: Ffn
     kernels.reluBackward(b.a, b.dh, b.dh);
   }
   kernels.gemm('tn', d, c, n, x, b.dh, g.wIn.subarray(f0), accumulate, { ldc: f }); // dW_in = xᵀ·da
-  if (g.bIn) for (let r = 0; r < n; r++) for (let j = 0; j < c; j++) g.bIn[f0 + j]! += b.dh[r * c + j]!;
+  if (g.bIn) kernels.biasGrad(b.dh, n, c, c, g.bIn.subarray(f0));
   kernels.gemm('nt', n, d, c, b.dh, w.wIn.subarray(f0), b.dx, s.activation === 'swiglu', { ldb: f }); // dx (+)= da·W_inᵀ
 }

@@ -189,7 +189,7 @@ export class Transformer {
     inputs.set(batch.inputs);
     let x = ws.scratch(N * d);
     kernels.gatherRows(this.wte.data, inputs, N, d, x);
-    if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) x[n * d + j]! += this.wpe.data[(n % T) * d + j]!;
+    if (this.wpe) kernels.addBias(x, this.wpe.data, N / T, T * d, T * d); // the same T positions for each sequence
     const embedMask = this.dropout(x, training, step, -1, 'embed');
 
     const layerCaches: LayerCache[] = [];
@@ -266,7 +266,7 @@ export class Transformer {
     }
     const dEmbed = masked(ws, kernels, dx, s.embedMask);
     kernels.scatterAddRows(dEmbed, s.inputs, N, d, this.wte.grad);
-    if (this.wpe) for (let n = 0; n < N; n++) for (let j = 0; j < d; j++) this.wpe.grad[(n % T) * d + j]! += dEmbed[n * d + j]!;
+    if (this.wpe) kernels.biasGrad(dEmbed, N / T, T * d, T * d, this.wpe.grad);
   }
 
   /** An empty cache for one sequence's keys and values; `free()` it when the sequence ends. */
@@ -310,9 +310,8 @@ export class Transformer {
     inputs.set(tokens);
     let x = ws.scratch(B * d);
     kernels.gatherRows(this.wte.data, inputs, B, d, x);
-    if (this.wpe) {
-      caches.forEach((cache, n) => { for (let j = 0; j < d; j++) x[n * d + j]! += this.wpe!.data[cache.length * d + j]!; });
-    }
+    const wpe = this.wpe;
+    if (wpe) caches.forEach((cache, n) => kernels.addBias(x.subarray(n * d), wpe.data.subarray(cache.length * d), 1, d, d));
     const switchStats: SwitchStats[] = [];
     const count = Math.min(DENSE_SHARDS, c.heads), hd = d / c.heads;
     for (const layer of this.layers) {
@@ -355,7 +354,7 @@ export class Transformer {
   private attentionOutput(layer: Layer, partials: Float32Array[]): Float32Array {
     const d = this.config.dModel, a = sumShards(this.ws, this.kernels, partials), n = a.length / d;
     const bias = layer.attn.proj.b;
-    if (bias) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) a[r * d + j]! += bias[j]!;
+    if (bias) this.kernels.addBias(a, bias, n, d, d);
     return a;
   }
 
@@ -366,7 +365,7 @@ export class Transformer {
     await this.shards.ffnForward(this.ffnShape, layer.mlp!.w, h, shards);
     const y = sumShards(this.ws, this.kernels, shards.map((sh) => sh.buffers.y));
     const bias = layer.mlp!.downBias?.data;
-    if (bias) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) y[r * d + j]! += bias[j]!;
+    if (bias) this.kernels.addBias(y, bias, n, d, d);
     return { y, shards };
   }
 
@@ -392,7 +391,7 @@ export class Transformer {
     const d = this.config.dModel, n = dy.length / d;
     await this.shards.attentionBackward(shape, layer.attn, lc.n1.out, this.rope, dy, lc.attention);
     const db = layer.attn.proj.db;
-    if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
+    if (db) this.kernels.biasGrad(dy, n, d, d, db);
     return sumShards(this.ws, this.kernels, lc.attention.map((sh) => sh.buffers.dx));
   }
 
@@ -416,12 +415,11 @@ export class Transformer {
 
   /** The shards' partial input gradients summed in shard order, and the output bias's gradient. */
   private async mlpBackward(mlp: Mlp, lc: LayerCache, dy: Float32Array, n: number): Promise<Float32Array> {
-    const d = this.config.dModel;
-    const shards = lc.shards!;
+    const d = this.config.dModel, shards = lc.shards!;
     await this.shards.ffnBackward(this.ffnShape, mlp.w, mlp.g, lc.n2.out, dy, shards);
     const dx = sumShards(this.ws, this.kernels, shards.map((sh) => sh.buffers.dx));
     const db = mlp.downBias?.grad;
-    if (db) for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) db[j]! += dy[r * d + j]!;
+    if (db) this.kernels.biasGrad(dy, n, d, d, db);
     return dx;
   }
 

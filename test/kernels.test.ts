@@ -251,6 +251,25 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s', (_name, k) => {
     }
   });
 
+  it('addBias and biasGrad equal the reference bit for bit (one add per element, rows in order), and check their arrays', () => {
+    const rng = new Rng('bias');
+    for (const [rows, cols, ld] of [[1, 1, 1], [4, 3, 7], [9, 17, 17], [33, 130, 140]] as const) {
+      const x = random(k, (rows - 1) * ld + cols, rng), bias = random(k, cols, rng), dBias = random(k, cols, rng);
+      const [rx, rb] = [new Float32Array(x), new Float32Array(dBias)];
+      k.addBias(x, bias, rows, cols, ld);
+      reference.addBias(rx, new Float32Array(bias), rows, cols, ld);
+      expect(Array.from(x), `addBias ${rows}×${cols}`).toEqual(Array.from(rx));
+      k.biasGrad(x, rows, cols, ld, dBias);
+      reference.biasGrad(rx, rows, cols, ld, rb);
+      expect(Array.from(dBias), `biasGrad ${rows}×${cols}`).toEqual(Array.from(rb));
+    }
+    for (const kernels of [k, reference]) {
+      expect(() => kernels.addBias(k.allocF32(10), k.allocF32(4), 3, 4, 4)).toThrow(/addBias x: .*12/);
+      expect(() => kernels.biasGrad(k.allocF32(16), 2, 4, 3, k.allocF32(4))).toThrow(/biasGrad ld: row stride 3 is shorter than a row of 4/);
+      expect(() => kernels.biasGrad(k.allocF32(16), 2, 4, 4, k.allocF32(3))).toThrow(/biasGrad dBias/);
+    }
+  });
+
   it('elementwise add and multiply match the reference, in place too', () => {
     const rng = new Rng('elementwise');
     for (const n of [1, 3, 17, 1030]) {

@@ -214,6 +214,21 @@ describe.skipIf(!load.ok)(`every kernel on every native ISA build, bit for bit a
       }
     });
 
+    it('addBias and biasGrad, on columns inside wider rows', () => {
+      const rng = new Rng('bias', isa);
+      for (const [rows, cols, pad] of [[1, 1, 0], [5, 3, 2], [7, 17, 0], [64, 100, 28], [3, 1027, 5]] as const) {
+        const ld = cols + pad, x = values((rows - 1) * ld + cols, rng), bias = put(p, values(cols, rng)), start = values(cols, rng);
+        const xN = put(p, x), xW = put(p, x);
+        p.native.addBias(xN, bias, rows, cols, ld);
+        p.wasm.addBias(xW, bias, rows, cols, ld);
+        expectSameBits(xN, xW, `addBias ${rows}×${cols} ld=${ld}`);
+        const gN = put(p, start), gW = put(p, start);
+        p.native.biasGrad(xN, rows, cols, ld, gN);
+        p.wasm.biasGrad(xW, rows, cols, ld, gW);
+        expectSameBits(gN, gW, `biasGrad ${rows}×${cols} ld=${ld}`);
+      }
+    });
+
     it('rope, forward and inverse, on blocks inside wider rows', () => {
       const rng = new Rng('rope', isa);
       for (const [rows, groups, hd, time] of [[5, 3, 12, 3], [7, 2, 8, 7], [4, 1, 6, 2], [9, 2, 18, 4], [3, 4, 2, 5]] as const) {
@@ -315,6 +330,8 @@ describe(`native kernels at the boundary${skipped}`, () => {
       ['misaligned offset', () => k.relu(2, 64, 4), /relu x: byte offset 2 is not a multiple of 4/],
       ['output past the end', () => k.relu(0, size - 8, 4), /relu out: 4 values at byte offset \d+ run past the registered memory of 131072 bytes/],
       ['length past the end', () => k.add(0, 64, 128, size), /add x: 131072 values/],
+      ['bias rows past the end', () => k.addBias(0, 64, 1 << 14, 4, 8), /addBias x: 131068 values/],
+      ['bias stride shorter than a row', () => k.biasGrad(0, 2, 8, 4, 64), /biasGrad ld: row stride 4 is shorter than a row of 8/],
       ['negative length', () => k.relu(0, 64, -1), /relu n: -1 is not an integer/],
       ['fractional offset', () => k.silu(1.5, 64, 4), /silu x: 1.5 is not an integer/],
       ['offset past 2^53', () => k.gelu(2 ** 60, 64, 4), /gelu x/],

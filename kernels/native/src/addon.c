@@ -256,6 +256,26 @@ BINARY(swiglu, swiglu, "g", "u", "out")
 BINARY(add, add, "x", "y", "out")
 BINARY(multiply, multiply, "x", "y", "out")
 
+static napi_value addBias(napi_env env, napi_callback_info info) {
+  BEGIN("addBias", 5);
+  const int rows = dim_arg(&c, 2, "rows"), cols = dim_arg(&c, 3, "cols"), ld = stride_arg(&c, 4, "ld", cols);
+  float *x = span(&c, 0, "x", extent(rows, ld, cols), 0);
+  const float *bias = span(&c, 1, "bias", cols, 0);
+  if (c.failed) return NULL;
+  c.table->add_bias(x, bias, rows, cols, ld);
+  return NULL;
+}
+
+static napi_value biasGrad(napi_env env, napi_callback_info info) {
+  BEGIN("biasGrad", 5);
+  const int rows = dim_arg(&c, 1, "rows"), cols = dim_arg(&c, 2, "cols"), ld = stride_arg(&c, 3, "ld", cols);
+  const float *dy = span(&c, 0, "dy", extent(rows, ld, cols), 0);
+  float *dbias = span(&c, 4, "dBias", cols, 0);
+  if (c.failed) return NULL;
+  c.table->bias_grad(dy, rows, cols, ld, dbias);
+  return NULL;
+}
+
 static napi_value swigluBackward(napi_env env, napi_callback_info info) {
   BEGIN("swigluBackward", 6);
   const int n = dim_arg(&c, 5, "n");
@@ -429,7 +449,7 @@ static napi_value adamw(napi_env env, napi_callback_info info) {
 static const struct { const char *name; napi_callback fn; } KERNELS[] = {
   {"gemm", gemm}, {"relu", relu}, {"reluBackward", reluBackward}, {"gelu", gelu}, {"geluBackward", geluBackward},
   {"silu", silu}, {"siluBackward", siluBackward}, {"swiglu", swiglu}, {"swigluBackward", swigluBackward},
-  {"add", add}, {"multiply", multiply}, {"rope", rope}, {"softmaxRows", softmaxRows}, {"gatherRows", gatherRows},
+  {"add", add}, {"multiply", multiply}, {"addBias", addBias}, {"biasGrad", biasGrad}, {"rope", rope}, {"softmaxRows", softmaxRows}, {"gatherRows", gatherRows},
   {"scatterAddRows", scatterAddRows}, {"scatterRows", scatterRows}, {"softmaxBackwardRows", softmaxBackwardRows},
   {"causalMaskRows", causalMaskRows}, {"layerNorm", layerNorm}, {"layerNormBackward", layerNormBackward},
   {"rmsNorm", rmsNorm}, {"rmsNormBackward", rmsNormBackward}, {"sumSquares", sumSquares},

@@ -34,6 +34,8 @@ struct kernel_table {
   void (*swiglu)(const float *g, const float *u, float *out, int n);
   void (*swiglu_backward)(const float *g, const float *u, const float *dh, float *dg, float *du, int n);
   void (*add)(const float *x, const float *y, float *out, int n);
+  void (*add_bias)(float *x, const float *bias, int rows, int cols, int ld);
+  void (*bias_grad)(const float *dy, int rows, int cols, int ld, float *dbias);
   void (*multiply)(const float *x, const float *y, float *out, int n);
   void (*rope)(float *x, int rows, int stride, int groups, int hd, int time, const float *cos, const float *sin,
                int inverse);
@@ -73,6 +75,8 @@ void K(silu_backward)(const float *x, const float *dy, float *dx, int n);
 void K(swiglu)(const float *g, const float *u, float *out, int n);
 void K(swiglu_backward)(const float *g, const float *u, const float *dh, float *dg, float *du, int n);
 void K(add)(const float *x, const float *y, float *out, int n);
+void K(add_bias)(float *x, const float *bias, int rows, int cols, int ld);
+void K(bias_grad)(const float *dy, int rows, int cols, int ld, float *dbias);
 void K(multiply)(const float *x, const float *y, float *out, int n);
 void K(rope)(float *x, int rows, int stride, int groups, int hd, int time, const float *cos, const float *sin,
              int inverse);

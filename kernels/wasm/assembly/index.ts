@@ -5,5 +5,5 @@ export { softmaxRows, gatherRows, scatterAddRows, scatterRows, softmaxBackwardRo
 export { layerNorm, layerNormBackward, rmsNorm, rmsNormBackward } from './norms';
 export { sumSquares, adamw } from './optim';
 export { firstNonFinite } from './checks';
-export { add, multiply } from './elementwise';
+export { add, multiply, addBias, biasGrad } from './elementwise';
 export { rope } from './rope';
