@@ -35,6 +35,7 @@ describe('the experiment design', () => {
     expect(switchRun(16).name).toBe('switch-e16');
     expect(switchRun(8, { capacityFactor: null })).toMatchObject({ name: 'switch-e8-dropless', capacityFactor: null, model: { capacityFactor: null } });
     expect(switchRun(8, { topK: 2 }).name).toBe('top2-e8');
+    expect(switchRun(8, { topK: 2, normalizeTopK: false })).toMatchObject({ name: 'top2-e8-raw-gates', model: { topK: 2, normalizeTopK: false } });
     expect(switchRun(32, { seed: 1339 }).name).toBe('switch-e32-s1339');
   });
 });

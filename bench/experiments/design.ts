@@ -46,11 +46,16 @@ export function wideDense(E: number): RunSpec {
   return { name: `dense-same-params-e${E}`, experts: 0, topK: 1, capacityFactor: 0, sameParams: true, seed: SEEDS[0]!, model: { numExperts: 0, dFF: Math.round(width * DFF) } };
 }
 
-export function switchRun(E: number, o: { capacityFactor?: number | null; topK?: number; seed?: number } = {}): RunSpec {
+/**
+ * Switch with E experts. `normalizeTopK: false` (top-k > 1 only) keeps the router's probabilities
+ * as the gates instead of rescaling the chosen ones to sum to 1: the gates top-1 has.
+ */
+export function switchRun(E: number, o: { capacityFactor?: number | null; topK?: number; seed?: number; normalizeTopK?: boolean } = {}): RunSpec {
   const capacityFactor = o.capacityFactor === undefined ? 1.25 : o.capacityFactor, topK = o.topK ?? 1, seed = o.seed ?? SEEDS[0]!;
+  const normalizeTopK = o.normalizeTopK ?? true;
   const name = `${topK === 1 ? 'switch' : `top${topK}`}-e${E}${capacityFactor === null ? '-dropless' : capacityFactor === 1.25 ? '' : `-cf${capacityFactor}`}`
-    + (seed === SEEDS[0] ? '' : `-s${seed}`);
-  return { name, experts: E, topK, capacityFactor, sameParams: false, seed, model: { numExperts: E, topK, capacityFactor } };
+    + (normalizeTopK ? '' : '-raw-gates') + (seed === SEEDS[0] ? '' : `-s${seed}`);
+  return { name, experts: E, topK, capacityFactor, sameParams: false, seed, model: { numExperts: E, topK, capacityFactor, normalizeTopK } };
 }
 
 /** What one token of training costs, forward and backward (≈ 3× the forward's multiply-adds × 2). */

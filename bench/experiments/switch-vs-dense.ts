@@ -59,7 +59,12 @@ const FIRST: RunSpec[] = [
   dense(SEEDS[1]), dense(SEEDS[2]), wideDense(8),
   switchRun(8, { capacityFactor: null }), switchRun(8, { topK: 2 }), switchRun(64, { capacityFactor: null }),
 ];
-const LAST: RunSpec[] = [];
+/**
+ * After them, the diagnosis of why top-1 does not gain (docs/experiments/switch-vs-dense-mix): top-2
+ * with the router's own probabilities as gates, the small gates top-1 has, against top-2's
+ * normalised gates, which sum to 1.
+ */
+const LAST: RunSpec[] = [switchRun(8, { topK: 2, normalizeTopK: false })];
 
 mkdirSync(o.out, { recursive: true });
 const progress = (line: string) => {
